@@ -1,0 +1,3 @@
+from spikessm.cli import main
+
+raise SystemExit(main())
