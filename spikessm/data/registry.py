@@ -1,0 +1,104 @@
+"""The task registry: every data set spikessm trains on is a named :class:`Task`.
+
+A task knows its nominal shape (for ``spikessm tasks``) and how to load its three splits. Loading
+returns :class:`Splits`, whose datasets yield ``(x, y)`` pairs:
+
+- ``kind="classify"``:  x float ``(L, d_input)`` or token ids ``(L,)``; y a class index.
+- ``kind="retrieval"``: x token ids ``(2, L)`` (the two documents); y a class index.
+- ``kind="lm"``:        x token ids ``(L,)``; y the next tokens ``(L,)``.
+
+Batches are ``(x, y, lengths)`` (see :mod:`spikessm.data.collate`), so that models can ignore padding.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from torch.utils.data import Dataset
+
+from spikessm.errors import UserError
+
+KINDS = ("classify", "retrieval", "lm")
+
+
+@dataclass
+class Splits:
+    """What a task's loader returns."""
+
+    train: Dataset
+    val: Dataset
+    test: Dataset
+    n_classes: int  # classes, or the vocabulary size for language modelling
+    d_input: int | None = None  # features per step for real-valued input
+    vocab_size: int | None = None  # set when x holds token ids
+    collate: Callable | None = None  # None: the default fixed-length collate
+    info: dict[str, Any] = field(default_factory=dict)  # e.g. the vocabulary, for the docs and logs
+
+
+@dataclass(frozen=True)
+class Task:
+    """A named data set. ``load(options, data_dir)`` builds its splits.
+
+    ``options`` are the task's own settings with their defaults (they become ``data.<key>`` in the
+    config and can be changed with ``--set data.<key>=value``).
+    """
+
+    name: str
+    description: str
+    seq_len: int
+    n_classes: int
+    kind: str
+    load: Callable[[dict, Path | None], Splits]
+    options: dict[str, Any] = field(default_factory=dict)
+    needs_data_dir: bool = False
+
+    def __post_init__(self):
+        if self.kind not in KINDS:
+            raise ValueError(f"task {self.name}: kind must be one of {KINDS}")
+
+
+TASKS: dict[str, Task] = {}
+
+
+def register(task: Task) -> Task:
+    if task.name in TASKS:
+        raise ValueError(f"task {task.name!r} registered twice")
+    TASKS[task.name] = task
+    return task
+
+
+def get_task(name: str) -> Task:
+    _load_builtin_tasks()
+    if name not in TASKS:
+        raise UserError(f"unknown task {name!r}; choose one of: {', '.join(sorted(TASKS))}")
+    return TASKS[name]
+
+
+def all_tasks() -> dict[str, Task]:
+    _load_builtin_tasks()
+    return dict(sorted(TASKS.items()))
+
+
+def resolve_data_dir(configured: str | None) -> Path | None:
+    """``data.dir`` from the config, else ``$SPIKESSM_DATA``, else None."""
+    value = configured or os.environ.get("SPIKESSM_DATA")
+    return Path(value).expanduser() if value else None
+
+
+def require_data_dir(data_dir: Path | None, task: str, layout: str) -> Path:
+    """The data directory, or a one-line error telling the user what to pass."""
+    if data_dir is None:
+        raise UserError(
+            f"task {task!r} reads data from disk: pass --data-dir DIR (or set SPIKESSM_DATA) "
+            f"where DIR holds {layout}"
+        )
+    if not data_dir.is_dir():
+        raise UserError(f"data directory {data_dir} does not exist")
+    return data_dir
+
+
+def _load_builtin_tasks() -> None:
+    # Importing a task module registers its tasks; done lazily so `import spikessm` stays light.
+    import spikessm.data.digits  # noqa: F401

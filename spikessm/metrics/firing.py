@@ -1,0 +1,47 @@
+"""Firing rates, recorded by forward hooks on every spiking activation of a model."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from spikessm.blocks.base import Activation
+
+
+def spiking_layers(model: nn.Module) -> dict[str, Activation]:
+    """The model's spiking activations by module name, in forward order."""
+    return {name: m for name, m in model.named_modules() if isinstance(m, Activation) and m.spiking}
+
+
+class FiringRecorder:
+    """Context manager accumulating, per spiking layer, the mean of its spikes.
+
+    Firing rate = spikes / (batch x time x channels) (SpikingSSMs' definition: spikes per time step
+    per neuron, averaged over neurons). Ternary {-1, 0, 1} outputs count their nonzeros.
+    """
+
+    def __init__(self, model: nn.Module):
+        self.layers = spiking_layers(model)
+        self.spikes = {name: 0.0 for name in self.layers}
+        self.counts = {name: 0 for name in self.layers}
+        self._handles = []
+
+    def _hook(self, name):
+        def record(module, inputs, output):
+            self.spikes[name] += output.detach().ne(0).sum().item()
+            self.counts[name] += output.numel()
+        return record
+
+    def __enter__(self):
+        self._handles = [m.register_forward_hook(self._hook(n)) for n, m in self.layers.items()]
+        return self
+
+    def __exit__(self, *exc):
+        for h in self._handles:
+            h.remove()
+
+    def rates(self) -> dict[str, float]:
+        return {n: self.spikes[n] / self.counts[n] for n in self.layers if self.counts[n]}
+
+    def mean_rate(self) -> float | None:
+        rates = self.rates()
+        return sum(rates.values()) / len(rates) if rates else None

@@ -1,0 +1,157 @@
+"""Experiment configs as plain nested dicts, built in layers and validated in one place.
+
+Precedence, lowest first: built-in defaults (the model's and the task's own options included) ->
+a preset YAML (``--preset spikingssm/listops`` or a path) -> the CLI flags -> ``--set key=value``.
+Every key must already exist in the defaults, so a typo is an error, not a silently ignored setting.
+"""
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from spikessm.data.registry import get_task
+from spikessm.errors import UserError
+from spikessm.models.registry import model_defaults
+
+DEFAULT_TASK = "sdigits"
+DEFAULT_MODEL = "s4d"
+PRESET_DIR = Path(__file__).resolve().parent.parent / "configs"
+
+TRAIN_DEFAULTS: dict[str, Any] = {
+    "epochs": 20,
+    "batch_size": 32,
+    "eval_batch_size": 256,
+    "lr": 0.01,
+    "weight_decay": 0.01,
+    "ssm_lr": 0.001,  # S4D parameters: lr = min(lr, ssm_lr), no weight decay
+    "warmup_epochs": 1.0,
+    "grad_clip": 0.0,  # 0 = no clipping
+    "device": "auto",  # auto | cpu | cuda | cuda:N
+    "num_workers": 0,
+    "threads": 0,  # torch CPU threads; 0 = torch's default
+}
+
+# (section, key) -> check(value) returning an error message or None
+POSITIVE = lambda v: None if v > 0 else "must be > 0"  # noqa: E731
+NON_NEGATIVE = lambda v: None if v >= 0 else "must be >= 0"  # noqa: E731
+CHECKS = {
+    ("train", "epochs"): POSITIVE, ("train", "batch_size"): POSITIVE,
+    ("train", "eval_batch_size"): POSITIVE, ("train", "lr"): POSITIVE,
+    ("train", "ssm_lr"): POSITIVE, ("train", "weight_decay"): NON_NEGATIVE,
+    ("train", "warmup_epochs"): NON_NEGATIVE, ("train", "grad_clip"): NON_NEGATIVE,
+    ("train", "num_workers"): NON_NEGATIVE, ("train", "threads"): NON_NEGATIVE,
+    ("model", "d_model"): POSITIVE, ("model", "n_layers"): POSITIVE,
+    ("model", "dropout"): lambda v: None if 0 <= v < 1 else "must be in [0, 1)",
+}
+
+
+def list_presets() -> list[str]:
+    return sorted(str(p.relative_to(PRESET_DIR).with_suffix("")) for p in PRESET_DIR.rglob("*.yaml"))
+
+
+def load_preset(name: str) -> dict:
+    """A preset by name (``spikingssm/listops``) or a path to a YAML file."""
+    path = Path(name) if name.endswith((".yaml", ".yml")) else PRESET_DIR / f"{name}.yaml"
+    if not path.is_file():
+        raise UserError(f"unknown preset {name!r}; choose one of: {', '.join(list_presets())} "
+                        "(or give a path to a .yaml file)")
+    try:
+        preset = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        line = getattr(getattr(e, "problem_mark", None), "line", None)
+        where = f" line {line + 1}" if line is not None else ""
+        raise UserError(f"{path}{where}: not valid YAML ({getattr(e, 'problem', e)})") from None
+    if not isinstance(preset, dict):
+        raise UserError(f"{path}: a preset must be a mapping of config sections")
+    return preset
+
+
+def defaults(task: str, model: str) -> dict:
+    """The complete default config for a task and a model."""
+    return {
+        "task": task,
+        "seed": 0,
+        "model": model_defaults(model),
+        "data": {"dir": None, **get_task(task).options},
+        "train": dict(TRAIN_DEFAULTS),
+    }
+
+
+def _check_type(key: str, default: Any, value: Any) -> Any:
+    if default is None or value is None:
+        return value
+    if isinstance(default, bool):
+        ok = isinstance(value, bool)
+    elif isinstance(default, int):
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif isinstance(default, float):
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        value = float(value) if ok else value
+    else:
+        ok = isinstance(value, type(default))
+    if not ok:
+        raise UserError(f"config key {key}: expected {type(default).__name__}, got {value!r}")
+    return value
+
+
+def merge(base: dict, update: dict, where: str = "") -> dict:
+    """``base`` with ``update`` laid over it; unknown keys and wrong types are errors."""
+    out = copy.deepcopy(base)
+    for key, value in update.items():
+        path = f"{where}{key}"
+        if key not in out:
+            raise UserError(f"unknown config key {path!r}; valid keys here: {', '.join(sorted(out))}")
+        if isinstance(out[key], dict):
+            if not isinstance(value, dict):
+                raise UserError(f"config key {path}: expected a mapping, got {value!r}")
+            out[key] = merge(out[key], value, f"{path}.")
+        else:
+            out[key] = _check_type(path, out[key], value)
+    return out
+
+
+def parse_set(assignment: str) -> dict:
+    """``"model.d_model=128"`` -> ``{"model": {"d_model": 128}}`` (the value is read as YAML)."""
+    key, sep, raw = assignment.partition("=")
+    if not sep or not key:
+        raise UserError(f"--set expects key=value (e.g. model.d_model=128), got {assignment!r}")
+    try:
+        value = yaml.safe_load(raw) if raw else None
+    except yaml.YAMLError:
+        value = raw
+    if isinstance(value, str):
+        try:  # YAML 1.1 reads "1e-3" as a string
+            value = float(value)
+        except ValueError:
+            pass
+    for part in reversed(key.split(".")):
+        value = {part: value}
+    return value
+
+
+def build_config(task: str | None = None, model: str | None = None, preset: str | None = None,
+                 flags: dict | None = None, sets: list[str] = ()) -> dict:
+    """Resolve the layers into one validated config dict (see the module docstring)."""
+    layers = [load_preset(preset)] if preset else []
+    if task:
+        layers.append({"task": task})
+    if model:
+        layers.append({"model": {"name": model}})
+    layers.append(flags or {})
+    layers += [parse_set(s) for s in sets]
+    # The task and model names decide which keys exist, so find them first.
+    task_name, model_name = DEFAULT_TASK, DEFAULT_MODEL
+    for layer in layers:
+        task_name = layer.get("task", task_name)
+        model_name = (layer.get("model") or {}).get("name", model_name)
+    cfg = defaults(task_name, model_name)
+    for layer in layers:
+        cfg = merge(cfg, layer)
+    for (section, key), check in CHECKS.items():
+        problem = check(cfg[section][key])
+        if problem:
+            raise UserError(f"config key {section}.{key}={cfg[section][key]!r} {problem}")
+    return cfg
