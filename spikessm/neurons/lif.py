@@ -1,0 +1,114 @@
+"""Leaky integrate-and-fire (LIF) neuron: functional API and backend dispatch.
+
+Input currents x of shape (..., L), time on the last axis. Per element, with u_{-1} = 0:
+
+    v_t = tau · u_{t-1} + x_t                    membrane before the spike
+    s_t = H(v_t - threshold)                     spike, 1 if v_t >= threshold
+    u_t = v_t · (1 - s_t)          (hard reset)  membrane after the spike
+    u_t = v_t - threshold · s_t    (soft reset)
+
+Backward, H gets a surrogate derivative σ'(v_t - threshold) and s_t inside u_t is a constant (the
+reset is detached, as in the SpikingSSMs reference BPTT neuron). Gradients reach x, tau and threshold.
+
+Backends compute the same function:
+    loop   plain autograd through `lif_step`, one step at a time: the reference.
+    fused  numba time loop on CPU, same float operations in the same order: bit-identical spikes.
+    scan   exact parallel algorithm in pure torch, any device (see scan.py).
+    sdn    SpikingSSMs' surrogate dynamic network: a learned approximation (tau 0.125, hard reset only).
+    auto   the fastest exact backend for x: fused for float32/float64 on CPU, scan otherwise.
+"""
+
+import torch
+
+from spikessm.errors import UserError
+from spikessm.neurons.surrogates import check_surrogate, spike
+
+LIF_BACKENDS = ("auto", "loop", "fused", "scan", "sdn")
+RESETS = ("hard", "soft")
+
+
+def _check_choice(arg: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise UserError(f"{arg} must be one of {', '.join(choices)}; got {value!r}")
+
+
+def lif_step(x_t, u, tau=0.125, threshold=1.0, reset="hard", surrogate="triangle"):
+    """Advance LIF neurons by one time step; `loop` is this applied along time, so streaming matches it.
+
+    x_t: input current (...,); u: membrane after the previous step's reset (...,), zeros at the start.
+    tau, threshold: floats or tensors broadcastable to x_t. Returns (s_t, u_t), each shaped like x_t.
+    """
+    _check_choice("reset", reset, RESETS)
+    v = tau * u + x_t
+    s = spike(v - threshold, surrogate)
+    reset_by = s.detach()
+    u = v * (1 - reset_by) if reset == "hard" else v - threshold * reset_by
+    return s, u
+
+
+def _lif_loop(x, tau, threshold, reset, surrogate):
+    u = torch.zeros_like(x[..., 0])
+    spikes = []
+    for x_t in x.unbind(-1):
+        s, u = lif_step(x_t, u, tau, threshold, reset, surrogate)
+        spikes.append(s)
+    return torch.stack(spikes, dim=-1)
+
+
+def _as_parameter(name: str, value, x: torch.Tensor) -> torch.Tensor:
+    """`value` as a tensor of x's dtype and device that broadcasts to x[..., 0] (autograd-connected)."""
+    neurons = x.shape[:-1]
+    if isinstance(value, torch.Tensor):
+        try:
+            fits = torch.broadcast_shapes(value.shape, neurons) == neurons
+        except RuntimeError:
+            fits = False
+        if not fits:
+            raise UserError(
+                f"{name} of shape {tuple(value.shape)} does not broadcast to x[..., 0] of shape {tuple(neurons)}"
+            )
+        return value.to(dtype=x.dtype, device=x.device)
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return torch.tensor(float(value), dtype=x.dtype, device=x.device)
+    raise UserError(f"{name} must be a float or a tensor; got {type(value).__name__}")
+
+
+def lif(x, tau=0.125, threshold=1.0, reset="hard", surrogate="triangle", backend="auto"):
+    """Spikes of LIF neurons driven by input currents x.
+
+    x: float tensor (..., L), time on the last axis, L >= 1.
+    tau: leak in [0, 1]; threshold: firing threshold. Each a float or a tensor broadcastable to
+        x[..., 0] (one value per neuron or channel); either may require grad.
+    reset: "hard" or "soft"; surrogate: one of SURROGATES; backend: one of LIF_BACKENDS.
+    Returns spikes in {0, 1}, same shape and dtype as x.
+    """
+    if not isinstance(x, torch.Tensor) or not x.is_floating_point():
+        got = x.dtype if isinstance(x, torch.Tensor) else type(x).__name__
+        raise UserError(f"x must be a floating-point tensor; got {got}")
+    if x.dim() == 0 or x.shape[-1] == 0:
+        raise UserError(f"x must have a non-empty time axis (the last); got shape {tuple(x.shape)}")
+    _check_choice("reset", reset, RESETS)
+    check_surrogate(surrogate)
+    _check_choice("backend", backend, LIF_BACKENDS)
+    tau_t = _as_parameter("tau", tau, x)
+    threshold_t = _as_parameter("threshold", threshold, x)
+    if not ((tau_t >= 0) & (tau_t <= 1)).all():
+        raise UserError(f"tau must lie in [0, 1]; got values from {tau_t.min().item():g} to {tau_t.max().item():g}")
+
+    if backend == "auto":
+        numba_dtype = x.dtype in (torch.float32, torch.float64)
+        backend = "fused" if x.device.type == "cpu" and numba_dtype else "scan"
+    if backend == "loop":
+        return _lif_loop(x, tau_t, threshold_t, reset, surrogate)
+    # Backends are imported on first use: numba is slow to import, sdn loads a trained network.
+    if backend == "fused":
+        from spikessm.neurons.fused import lif_fused
+
+        return lif_fused(x, tau_t, threshold_t, reset, surrogate)
+    if backend == "scan":
+        from spikessm.neurons.scan import lif_scan
+
+        return lif_scan(x, tau_t, threshold_t, reset, surrogate)
+    from spikessm.neurons.sdn import sdn_lif
+
+    return sdn_lif(x, tau, threshold, reset, surrogate)

@@ -1,0 +1,134 @@
+"""LIF neuron: the loop reference against hand values and a scalar BPTT, the other backends against the loop."""
+
+import pytest
+import torch
+
+from spikessm.errors import UserError
+from spikessm.neurons import LIF_BACKENDS, lif, lif_step
+from spikessm.neurons.surrogates import SURROGATES
+
+# x = [0.5, 0.75, 1.5, 0.75], tau = 0.5, threshold = 1: every value is exact in binary, and step 1 lands
+# exactly on the threshold (v >= threshold spikes).
+#   hard: v = 0.5, 1.0, 1.5, 0.75   s = 0, 1, 1, 0   u = 0.5, 0, 0, 0.75
+#   soft: v = 0.5, 1.0, 1.5, 1.0    s = 0, 1, 1, 1   u = 0.5, 0, 0.5, 0
+HAND_X = [0.5, 0.75, 1.5, 0.75]
+HAND = {
+    "hard": dict(v=[0.5, 1.0, 1.5, 0.75], s=[0, 1, 1, 0], u=[0.5, 0.0, 0.0, 0.75]),
+    "soft": dict(v=[0.5, 1.0, 1.5, 1.0], s=[0, 1, 1, 1], u=[0.5, 0.0, 0.5, 0.0]),
+}
+
+
+def _scalar_lif(x, tau, thr, reset, dsig, upstream):
+    """Spikes and BPTT gradients (dx, dtau, dthreshold) of one neuron, in plain Python floats."""
+    v, s, u_prev = [], [], [0.0]
+    for x_t in x:
+        v_t = tau * u_prev[-1] + x_t
+        s_t = 1.0 if v_t >= thr else 0.0
+        v.append(v_t)
+        s.append(s_t)
+        u_prev.append(v_t * (1 - s_t) if reset == "hard" else v_t - thr * s_t)
+    dx, dtau, dthr, dv_next = [0.0] * len(x), 0.0, 0.0, 0.0
+    for t in reversed(range(len(x))):
+        direct = upstream[t] * dsig(v[t] - thr)  # through s_t = H(v_t - thr)
+        du = tau * dv_next  # u_t feeds v_{t+1} = tau u_t + x_{t+1}
+        dv = direct + (du * (1 - s[t]) if reset == "hard" else du)  # the reset factor s_t is a constant
+        dthr += -direct - (du * s[t] if reset == "soft" else 0.0)
+        dtau += dv * u_prev[t]
+        dx[t] = dv
+        dv_next = dv
+    return s, dx, dtau, dthr
+
+
+@pytest.mark.parametrize("reset", ["hard", "soft"])
+def test_lif_step_by_hand(reset):
+    u = torch.zeros(())
+    for t, x_t in enumerate(HAND_X):
+        v_expected = 0.5 * u.item() + x_t
+        s, u = lif_step(torch.tensor(x_t), u, tau=0.5, threshold=1.0, reset=reset)
+        assert v_expected == HAND[reset]["v"][t]
+        assert s.item() == HAND[reset]["s"][t]
+        assert u.item() == HAND[reset]["u"][t]
+
+
+@pytest.mark.parametrize("reset", ["hard", "soft"])
+@pytest.mark.parametrize("backend", ["loop"])
+def test_spikes_by_hand(reset, backend):
+    x = torch.tensor([HAND_X, HAND_X[::-1]])
+    s = lif(x, tau=0.5, threshold=1.0, reset=reset, backend=backend)
+    assert s[0].tolist() == HAND[reset]["s"]
+    # Reversed input: hard v = 0.75, 1.875 (spike), 0.75, 0.875; soft keeps u = 0.875 and spikes again.
+    assert s[1].tolist() == ([0, 1, 0, 0] if reset == "hard" else [0, 1, 1, 0])
+
+
+@pytest.mark.parametrize("reset", ["hard", "soft"])
+@pytest.mark.parametrize("surrogate", SURROGATES)
+def test_loop_gradients_match_scalar_bptt(reset, surrogate):
+    from spikessm.neurons.surrogates import SURROGATE_DERIVATIVES
+
+    g = torch.Generator().manual_seed(0)
+    x = (torch.randn(3, 13, generator=g, dtype=torch.float64) + 0.6).requires_grad_()
+    tau = torch.tensor([0.3, 0.5, 0.9], dtype=torch.float64, requires_grad=True)
+    thr = torch.tensor([0.8, 1.0, 1.2], dtype=torch.float64, requires_grad=True)
+    upstream = torch.randn(3, 13, generator=g, dtype=torch.float64)
+    s = lif(x, tau, thr, reset=reset, surrogate=surrogate, backend="loop")
+    s.backward(upstream)
+    for i in range(3):
+        s_ref, dx, dtau, dthr = _scalar_lif(
+            x[i].tolist(), tau[i].item(), thr[i].item(), reset, SURROGATE_DERIVATIVES[surrogate], upstream[i].tolist()
+        )
+        assert s[i].tolist() == s_ref
+        assert x.grad[i].tolist() == pytest.approx(dx, rel=1e-10, abs=1e-12)
+        assert tau.grad[i].item() == pytest.approx(dtau, rel=1e-10, abs=1e-12)
+        assert thr.grad[i].item() == pytest.approx(dthr, rel=1e-10, abs=1e-12)
+
+
+def test_streaming_with_lif_step_reproduces_lif():
+    x = torch.randn(2, 5, 30)
+    tau, thr = torch.rand(5), torch.rand(5) + 0.5
+    u = torch.zeros(2, 5)
+    streamed = []
+    for t in range(30):
+        s, u = lif_step(x[..., t], u, tau, thr, "soft")
+        streamed.append(s)
+    assert torch.equal(torch.stack(streamed, -1), lif(x, tau, thr, "soft", backend="loop"))
+
+
+def test_output_shape_dtype_and_values():
+    x = torch.randn(2, 3, 7, dtype=torch.float64)
+    s = lif(x, backend="loop")
+    assert s.shape == x.shape and s.dtype == x.dtype
+    assert set(s.unique().tolist()) <= {0.0, 1.0}
+
+
+@pytest.mark.parametrize(
+    "kwargs, pattern",
+    [
+        (dict(x=torch.arange(4)), "x must be a floating-point"),
+        (dict(x=[0.5, 1.0]), "x must be a floating-point"),
+        (dict(x=torch.zeros(3, 0)), "x must have a non-empty time axis"),
+        (dict(x=torch.tensor(1.0)), "x must have a non-empty time axis"),
+        (dict(tau=1.5), r"tau must lie in \[0, 1\]"),
+        (dict(tau=-0.1), r"tau must lie in \[0, 1\]"),
+        (dict(tau=torch.tensor([0.5, float("nan"), 0.5])), r"tau must lie in \[0, 1\]"),
+        (dict(tau="0.5"), "tau must be a float or a tensor"),
+        (dict(threshold=torch.ones(4)), r"threshold of shape \(4,\) does not broadcast to x\[\.\.\., 0\] of shape \(2, 3\)"),
+        (dict(threshold=torch.ones(2, 1, 1)), "threshold of shape"),
+        (dict(tau=torch.full((3, 3), 0.5)), "tau of shape"),
+        (dict(reset="zero"), "reset must be one of hard, soft; got 'zero'"),
+        (dict(surrogate="relu"), "surrogate must be one of triangle"),
+        (dict(backend="cuda"), "backend must be one of auto, loop, fused, scan, sdn; got 'cuda'"),
+    ],
+)
+def test_bad_input_is_a_user_error_naming_the_argument(kwargs, pattern):
+    args = dict(x=torch.zeros(2, 3, 5)) | kwargs
+    with pytest.raises(UserError, match=pattern):
+        lif(**args)
+
+
+def test_lif_step_rejects_unknown_reset():
+    with pytest.raises(UserError, match="reset"):
+        lif_step(torch.zeros(3), torch.zeros(3), reset="none")
+
+
+def test_backends_exported():
+    assert set(LIF_BACKENDS) == {"auto", "loop", "fused", "scan", "sdn"}
