@@ -46,10 +46,10 @@ class GLU(nn.Module):
     def step(self, x):  # (B, H) -> (B, H)
         return F.glu(F.linear(x, self.linear.weight.squeeze(-1), self.linear.bias), dim=-1)
 
-    def operations(self, L: int, input_rate: float | None) -> tuple[float, float]:
+    def operations(self, L: int, input_rate: float | None, rates: dict) -> tuple[float, float]:
         """(MACs, ACs) for one sequence of L steps. On spikes (``input_rate`` = fraction of
         nonzero inputs) the H -> 2H map costs one AC per nonzero input per output; on real input
-        it is dense MACs. The gate's product is one MAC per output."""
+        it is dense MACs. The gate's product is one MAC per output. (``rates``: of sub-layers; none.)"""
         H = self.linear.in_channels
         dense = L * H * 2 * H
         gate = L * H

@@ -37,8 +37,10 @@ def layer_operations(model: SequenceModel, seq_len: int, rates: dict[str, float]
         act = block.activation
         neuron_mac = L * H * act.macs_per_step
         rate = rates.get(f"blocks.{i}.activation") if act.spiking else None
-        mix_mac, mix_ac = block.mixing.operations(L, rate)
-        ann_mix, _ = block.mixing.operations(L, None)
+        prefix = f"blocks.{i}.mixing."
+        own = {k[len(prefix):]: v for k, v in rates.items() if k.startswith(prefix)}
+        mix_mac, mix_ac = block.mixing.operations(L, rate, own)
+        ann_mix, _ = block.mixing.operations(L, None, {})
         mac = norm_mac + ssm_mac + neuron_mac + mix_mac
         rows.append(_row(f"blocks.{i}", mac, mix_ac, norm_mac + ssm_mac + neuron_mac + ann_mix, rate))
     dec_mac = sum(m.in_features * m.out_features for m in model.decoder.modules()
