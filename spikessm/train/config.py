@@ -17,11 +17,11 @@ from spikessm.errors import UserError
 from spikessm.models.registry import model_defaults
 
 DEFAULT_TASK = "sdigits"
-DEFAULT_MODEL = "s4d"
+DEFAULT_MODEL = "spikingssm"
 PRESET_DIR = Path(__file__).resolve().parent.parent / "configs"
 
 TRAIN_DEFAULTS: dict[str, Any] = {
-    "epochs": 20,
+    "epochs": 10,
     "batch_size": 32,
     "eval_batch_size": 256,
     "lr": 0.01,
