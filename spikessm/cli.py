@@ -74,6 +74,20 @@ def cmd_eval(args) -> int:
     return 0
 
 
+def cmd_stream(args) -> int:
+    from spikessm.streaming import stream_checkpoint
+
+    result = stream_checkpoint(args.checkpoint, args.index, args.count, args.data_dir)
+    print(f"task {result['task']}  model {result['model']}  {result['steps']} steps per sequence")
+    for s in result["samples"]:
+        agree = "matches" if s["prediction"] == s["parallel_prediction"] else "DIFFERS FROM"
+        print(f"sample {s['index']}: label {s['label']}  streamed prediction {s['prediction']} "
+              f"({agree} the parallel pass; max |logit diff| {s['max_abs_diff']:.2e})")
+    lat = result["latency_us"]
+    print(f"per-step latency: median {lat['median']:.1f} us, p99 {lat['p99']:.1f} us, max {lat['max']:.1f} us")
+    return 0
+
+
 def cmd_tasks(args) -> int:
     from spikessm.data.registry import all_tasks
 
@@ -125,6 +139,13 @@ def build_parser() -> Parser:
     p.add_argument("--data-dir")
     p.add_argument("--device", default="auto")
     p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("stream", help="classify test sequences one time step at a time (recurrent mode)")
+    p.add_argument("checkpoint")
+    p.add_argument("--index", type=int, default=0, help="first test sample (default 0)")
+    p.add_argument("--count", type=positive_int, default=1, help="how many samples (default 1)")
+    p.add_argument("--data-dir")
+    p.set_defaults(func=cmd_stream)
 
     sub.add_parser("tasks", help="list tasks").set_defaults(func=cmd_tasks)
     sub.add_parser("models", help="list models").set_defaults(func=cmd_models)

@@ -68,3 +68,28 @@ def test_user_errors_exit_2_with_one_line(argv, needle):
 def test_lists(capsys):
     assert main(["tasks"]) == 0 and "sdigits" in capsys.readouterr().out
     assert main(["models"]) == 0 and "s4d" in capsys.readouterr().out
+
+
+def test_stream_matches_the_parallel_pass(run_dir, capsys):
+    assert main(["stream", str(run_dir / "best.pt"), "--count", "2"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("matches the parallel pass") == 2 and "per-step latency" in out
+
+
+def every_model():
+    from spikessm.models import all_models
+
+    return list(all_models())
+
+
+@pytest.mark.parametrize("model", every_model())
+def test_every_model_trains_and_reports(model, tmp_path):
+    assert main(["train", "--model", model, "--task", "sdigits", "--epochs", "2", "--out", str(tmp_path),
+                 *TINY[2:]]) == 0
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["epochs"] == 2 and summary["model"] == model
+    if model == "s4d":
+        assert summary["firing_rate"] is None and summary["energy"]["ac"] == 0
+    else:
+        assert 0 < summary["firing_rate"] < 1 and summary["firing_rates"]
+        assert summary["energy"]["energy_j"] < summary["energy"]["ann_energy_j"]
