@@ -88,6 +88,39 @@ def cmd_stream(args) -> int:
     return 0
 
 
+def cmd_bench_neurons(args) -> int:
+    from spikessm.neurons.benchmark import run_neuron_benchmark
+
+    rows = run_neuron_benchmark(lengths=args.lengths, repeats=args.repeats, threads=args.threads,
+                                loop_limit_s=args.loop_limit, out_md=args.out)
+    for row in rows:
+        time_ms = "-" if row["seconds"] is None else f"{row['seconds'] * 1e3:.1f} ms"
+        ratio = "" if row.get("ratio") is None else f"  {row['ratio']:.2f}x GELU"
+        print(f"{row['method']:<16} L={row['length']:<6} {time_ms:>12}{ratio}  {row['note']}")
+    if args.out:
+        print(f"table written to {args.out}")
+    return 0
+
+
+def cmd_sdn_train(args) -> int:
+    from spikessm.neurons.sdn import train_sdn
+
+    result = train_sdn(args.out, tau=args.tau, samples=args.samples, length=args.length,
+                       epochs=args.epochs, batch_size=args.batch_size, seed=args.seed)
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+def cmd_sdn_eval(args) -> int:
+    from spikessm.neurons.sdn import WEIGHTS, evaluate_sdn, load_sdn
+
+    net = load_sdn(args.weights or WEIGHTS)
+    for tau in args.tau or [float(net.tau)]:
+        result = evaluate_sdn(net, tau=tau, n=args.n, length=args.length, seed=args.seed)
+        print(json.dumps({"tau": tau, **result}))
+    return 0
+
+
 def cmd_tasks(args) -> int:
     from spikessm.data.registry import all_tasks
 
@@ -147,6 +180,40 @@ def build_parser() -> Parser:
     p.add_argument("--data-dir")
     p.set_defaults(func=cmd_stream)
 
+    bench = sub.add_parser("bench", help="benchmarks").add_subparsers(
+        dest="bench", metavar="{neurons}", parser_class=Parser, required=True)
+    p = bench.add_parser("neurons", help="LIF backends, GELU and peers: forward+backward time")
+    p.add_argument("--lengths", type=positive_int, nargs="+", default=[1024, 4096, 16384])
+    p.add_argument("--repeats", type=positive_int, default=5, help="timed runs per cell (median)")
+    p.add_argument("--threads", type=positive_int, default=2)
+    p.add_argument("--loop-limit", type=float, default=60.0,
+                   help="seconds after which the Python-loop reference is reported as '> limit'")
+    p.add_argument("--out", default="docs/BENCHMARKS.md",
+                   help="Markdown file whose '## Neurons' section is replaced ('' to skip)")
+    p.set_defaults(func=cmd_bench_neurons)
+
+    sdn = sub.add_parser("sdn", help="the Surrogate Dynamic Network of SpikingSSMs").add_subparsers(
+        dest="sdn", metavar="{train,eval}", parser_class=Parser, required=True)
+    p = sdn.add_parser("train", help="train an SDN on N(0,1) inputs against the exact LIF")
+    p.add_argument("--out", required=True, help="where to write the state dict (.pt)")
+    p.add_argument("--tau", type=float, default=0.125)
+    p.add_argument("--samples", type=positive_int, default=20000)
+    p.add_argument("--length", type=positive_int, default=1024)
+    p.add_argument("--epochs", type=positive_int, default=4)
+    p.add_argument("--batch-size", type=positive_int, default=4)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_sdn_train)
+    p = sdn.add_parser("eval", help="per-step spike accuracy, precision and recall against the exact LIF")
+    p.add_argument("weights", nargs="?", help="a state dict from `sdn train` (default: the shipped one)")
+    p.add_argument("--tau", type=float, nargs="+", help="LIF taus to compare with (default: the net's)")
+    p.add_argument("--n", type=positive_int, default=2000, help="sequences")
+    p.add_argument("--length", type=positive_int, default=1024)
+    p.add_argument("--seed", type=int, default=1)
+    p.set_defaults(func=cmd_sdn_eval)
+
+    from spikessm.data.commands import add_data_commands
+
+    add_data_commands(sub)
     sub.add_parser("tasks", help="list tasks").set_defaults(func=cmd_tasks)
     sub.add_parser("models", help="list models").set_defaults(func=cmd_models)
     sub.add_parser("presets", help="list experiment presets").set_defaults(func=cmd_presets)
