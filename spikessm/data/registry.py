@@ -102,3 +102,6 @@ def require_data_dir(data_dir: Path | None, task: str, layout: str) -> Path:
 def _load_builtin_tasks() -> None:
     # Importing a task module registers its tasks; done lazily so `import spikessm` stays light.
     import spikessm.data.digits  # noqa: F401
+    import spikessm.data.images  # noqa: F401
+    import spikessm.data.lra  # noqa: F401
+    import spikessm.data.text  # noqa: F401

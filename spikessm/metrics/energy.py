@@ -24,8 +24,11 @@ def _row(layer: str, mac: float, ac: float, ann_mac: float, rate: float | None =
 
 
 def layer_operations(model: SequenceModel, seq_len: int, rates: dict[str, float]) -> list[dict]:
-    """One row per layer for a sequence of ``seq_len`` steps; ``rates`` from a FiringRecorder."""
-    L, rows = seq_len, []
+    """One row per layer for one sample of ``seq_len`` steps; ``rates`` from a FiringRecorder.
+
+    A retrieval sample is two documents through the same stack, so its stack costs count twice.
+    """
+    L, rows = seq_len * (2 if model.kind == "retrieval" else 1), []
     enc = model.encoder
     if isinstance(enc, nn.Linear):  # an embedding is a table look-up: no arithmetic
         mac = L * enc.in_features * enc.out_features
@@ -45,8 +48,8 @@ def layer_operations(model: SequenceModel, seq_len: int, rates: dict[str, float]
         rows.append(_row(f"blocks.{i}", mac, mix_ac, norm_mac + ssm_mac + neuron_mac + ann_mix, rate))
     dec_mac = sum(m.in_features * m.out_features for m in model.decoder.modules()
                   if isinstance(m, nn.Linear))
-    rows.append(_row("decoder", dec_mac * (L if model.kind == "lm" else 1), 0.0,
-                     dec_mac * (L if model.kind == "lm" else 1)))
+    dec_mac *= L if model.kind == "lm" else 1
+    rows.append(_row("decoder", dec_mac, 0.0, dec_mac))
     return rows
 
 

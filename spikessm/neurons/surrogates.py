@@ -9,9 +9,9 @@ everywhere, so backward uses a *surrogate* derivative σ'(z) instead. The surrog
     sigmoid           α σ(αz) (1 - σ(αz)),          α = 4
     straight_through  1
 
-Each derivative below is written once, in arithmetic that runs both on a torch tensor and on a float
-inside a numba kernel (the fused LIF backend compiles these same functions): hence builtin `abs`,
-relu written as (w + |w|) / 2, and e ** x for exp.
+Each derivative below is written once, as torch code on a tensor z. The fused LIF backend compiles these
+same functions with numba on floats (it supplies scalar versions of torch.relu, torch.exp and
+torch.ones_like; builtin abs works on both), so keep them to that vocabulary.
 """
 
 import math
@@ -22,8 +22,7 @@ from spikessm.errors import UserError
 
 
 def _triangle(z):
-    w = 1 - abs(z)
-    return (w + abs(w)) / 2
+    return torch.relu(1 - abs(z))
 
 
 def _atan(z, alpha=2.0):
@@ -35,13 +34,13 @@ def _fast_sigmoid(z, k=25.0):
 
 
 def _sigmoid(z, alpha=4.0):
-    # α σ(αz) σ(-αz), which equals α σ(αz)(1 - σ(αz)) without the cancellation in 1 - σ; for large |z| one
-    # exponential overflows to inf and the derivative comes out 0, as it should.
-    return alpha / ((1 + math.e ** (-alpha * z)) * (1 + math.e ** (alpha * z)))
+    # α σ(αz)(1 - σ(αz)) = α e / (1 + e)² with e = exp(-|αz|): one exponential, no overflow, no cancellation.
+    e = torch.exp(-abs(alpha * z))
+    return alpha * e / (1 + e) ** 2
 
 
 def _straight_through(z):
-    return z**0  # 1 everywhere, shaped like z
+    return torch.ones_like(z)
 
 
 SURROGATE_DERIVATIVES = {
