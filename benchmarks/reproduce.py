@@ -1,0 +1,98 @@
+"""Small-scale reproduction: every model on small tasks at an equal budget, several seeds.
+
+    python benchmarks/reproduce.py --tasks sdigits psdigits --seeds 0 1 2 --epochs 10 \
+        --out docs/RESULTS.md
+
+Each (model, task, seed) is one `spikessm train` run into runs/reproduce/<task>/<model>/seed<S>;
+runs that already have a summary.json are reused, so an interrupted sweep continues where it
+stopped. The table (accuracy mean ± std, firing rate, energy relative to the ANN equivalent) is
+written between the markers of the section it owns in the output file.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+MODELS = ["s4d", "binary-s4d", "binary-s4d-gsu", "s4d-gsu", "spikingssm"]
+
+
+def run(task: str, model: str, seed: int, epochs: int, extra: list[str], root: Path) -> dict:
+    out = root / task / model / f"seed{seed}"
+    summary = out / "summary.json"
+    if not summary.exists():
+        cmd = [sys.executable, "-m", "spikessm", "train", "--task", task, "--model", model,
+               "--seed", str(seed), "--epochs", str(epochs), "--out", str(out), "--quiet", *extra]
+        print(" ".join(cmd[2:]), file=sys.stderr, flush=True)
+        subprocess.run(cmd, check=True)
+    return json.loads(summary.read_text())
+
+
+def cell(values: list[float], fmt: str = "{:.1f}", scale: float = 100.0) -> str:
+    values = [v * scale for v in values]
+    if len(values) == 1:
+        return fmt.format(values[0])
+    return f"{fmt.format(statistics.mean(values))} ± {fmt.format(statistics.stdev(values))}"
+
+
+def table(results: dict, tasks: list[str], models: list[str]) -> str:
+    lines = ["| model | " + " | ".join(tasks) + " |", "|---|" + "---|" * len(tasks)]
+    for model in models:
+        cells = []
+        for task in tasks:
+            runs = results[task][model]
+            acc = cell([r["test_accuracy"] for r in runs])
+            rate = [r["firing_rate"] for r in runs if r["firing_rate"] is not None]
+            energy = [r["energy"]["energy_j"] / r["energy"]["ann_energy_j"] for r in runs]
+            extra = f"fr {cell(rate, '{:.1f}')}%, " if rate else ""
+            cells.append(f"{acc} ({extra}E {cell(energy, '{:.0f}')}%)")
+        lines.append(f"| {model} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def write_section(path: Path, name: str, body: str) -> None:
+    begin, end = f"<!-- {name}: begin -->", f"<!-- {name}: end -->"
+    text = path.read_text() if path.exists() else ""
+    block = f"{begin}\n{body}\n{end}"
+    if begin in text and end in text:
+        text = text[: text.index(begin)] + block + text[text.index(end) + len(end):]
+    else:
+        text = text + ("\n" if text else "") + block + "\n"
+    path.write_text(text)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tasks", nargs="+", default=["sdigits", "psdigits"])
+    parser.add_argument("--models", nargs="+", default=MODELS)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="passed to every run (e.g. data.dir=... or train.threads=1)")
+    parser.add_argument("--runs", type=Path, default=Path("runs/reproduce"))
+    parser.add_argument("--out", type=Path, default=Path("docs/RESULTS.md"))
+    parser.add_argument("--section", default="results-small")
+    args = parser.parse_args()
+    extra = [a for s in args.set for a in ("--set", s)]
+    start = time.time()
+    results = {t: {m: [run(t, m, s, args.epochs, extra, args.runs) for s in args.seeds] for m in args.models}
+               for t in args.tasks}
+    command = " ".join(["python benchmarks/reproduce.py", "--tasks", *args.tasks, "--models", *args.models,
+                        "--seeds", *map(str, args.seeds), "--epochs", str(args.epochs),
+                        *[f"--set {s}" for s in args.set], "--section", args.section])
+    body = (f"Command: `{command}` ({time.strftime('%Y-%m-%d')}, {len(args.seeds)} seeds, "
+            f"{time.time() - start:.0f} s for the runs not already on disk)\n\n"
+            "Cells: test accuracy % (mean ± std over seeds), then the mean firing rate of the "
+            "spiking layers (fr) and the energy relative to the same model priced as an ANN (E).\n\n"
+            + table(results, args.tasks, args.models))
+    write_section(args.out, args.section, body)
+    print(body)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
