@@ -53,10 +53,22 @@ class Task:
     load: Callable[[dict, Path | None], Splits]
     options: dict[str, Any] = field(default_factory=dict)
     needs_data_dir: bool = False
+    # The nominal input, so a model can be built without the data (e.g. to check a preset):
+    # real-valued features per step, or, for token ids, the vocabulary size (including specials;
+    # for data-dependent vocabularies a typical size).
+    d_input: int | None = 1
+    vocab_size: int | None = None
 
     def __post_init__(self):
         if self.kind not in KINDS:
             raise ValueError(f"task {self.name}: kind must be one of {KINDS}")
+        if self.vocab_size is not None:
+            object.__setattr__(self, "d_input", None)
+
+    def nominal_splits(self) -> "Splits":
+        """Empty splits with this task's nominal shapes: enough to build a model."""
+        return Splits(train=None, val=None, test=None, n_classes=self.n_classes or (self.vocab_size or 1),
+                      d_input=self.d_input, vocab_size=self.vocab_size)
 
 
 TASKS: dict[str, Task] = {}
