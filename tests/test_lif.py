@@ -1,11 +1,20 @@
 """LIF neuron: the loop reference against hand values and a scalar BPTT, the other backends against the loop."""
 
+import sys
+import types
+from dataclasses import dataclass
+
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from spikessm.errors import UserError
 from spikessm.neurons import LIF_BACKENDS, lif, lif_step
-from spikessm.neurons.surrogates import SURROGATES
+from spikessm.neurons.fused import lif_fused
+from spikessm.neurons.surrogates import SURROGATES, surrogate_grad
+
+EXACT_BACKENDS = ["fused"]
 
 # x = [0.5, 0.75, 1.5, 0.75], tau = 0.5, threshold = 1: every value is exact in binary, and step 1 lands
 # exactly on the threshold (v >= threshold spikes).
@@ -51,7 +60,7 @@ def test_lif_step_by_hand(reset):
 
 
 @pytest.mark.parametrize("reset", ["hard", "soft"])
-@pytest.mark.parametrize("backend", ["loop"])
+@pytest.mark.parametrize("backend", ["loop", *EXACT_BACKENDS])
 def test_spikes_by_hand(reset, backend):
     x = torch.tensor([HAND_X, HAND_X[::-1]])
     s = lif(x, tau=0.5, threshold=1.0, reset=reset, backend=backend)
@@ -63,18 +72,20 @@ def test_spikes_by_hand(reset, backend):
 @pytest.mark.parametrize("reset", ["hard", "soft"])
 @pytest.mark.parametrize("surrogate", SURROGATES)
 def test_loop_gradients_match_scalar_bptt(reset, surrogate):
-    from spikessm.neurons.surrogates import SURROGATE_DERIVATIVES
-
     g = torch.Generator().manual_seed(0)
     x = (torch.randn(3, 13, generator=g, dtype=torch.float64) + 0.6).requires_grad_()
     tau = torch.tensor([0.3, 0.5, 0.9], dtype=torch.float64, requires_grad=True)
     thr = torch.tensor([0.8, 1.0, 1.2], dtype=torch.float64, requires_grad=True)
     upstream = torch.randn(3, 13, generator=g, dtype=torch.float64)
+
+    def dsig(z):  # the formulas themselves are checked in test_surrogates.py
+        return surrogate_grad(torch.tensor(z, dtype=torch.float64), surrogate).item()
+
     s = lif(x, tau, thr, reset=reset, surrogate=surrogate, backend="loop")
     s.backward(upstream)
     for i in range(3):
         s_ref, dx, dtau, dthr = _scalar_lif(
-            x[i].tolist(), tau[i].item(), thr[i].item(), reset, SURROGATE_DERIVATIVES[surrogate], upstream[i].tolist()
+            x[i].tolist(), tau[i].item(), thr[i].item(), reset, dsig, upstream[i].tolist()
         )
         assert s[i].tolist() == s_ref
         assert x.grad[i].tolist() == pytest.approx(dx, rel=1e-10, abs=1e-12)
@@ -132,3 +143,109 @@ def test_lif_step_rejects_unknown_reset():
 
 def test_backends_exported():
     assert set(LIF_BACKENDS) == {"auto", "loop", "fused", "scan", "sdn"}
+
+
+# --- fused and scan against the loop -------------------------------------------------------------------
+
+
+@dataclass
+class Case:
+    x: torch.Tensor
+    tau: object  # float or tensor
+    threshold: object
+    reset: str
+    surrogate: str
+    upstream: torch.Tensor
+
+
+@st.composite
+def cases(draw, max_length=40):
+    """Random shapes (L = 1, odd L, 0-3 leading axes), tau in [0, 1] including both ends, thresholds
+    as a float, a 0-d tensor, per channel or per neuron, both resets, every surrogate, both dtypes."""
+    lead = draw(st.lists(st.integers(1, 4), max_size=3))
+    length = draw(st.one_of(st.just(1), st.integers(2, max_length)))
+    dtype = draw(st.sampled_from([torch.float32, torch.float64]))
+    gen = torch.Generator().manual_seed(draw(st.integers(0, 2**31 - 1)))
+    x = (torch.randn(*lead, length, generator=gen, dtype=dtype) * draw(st.sampled_from([0.5, 1.0, 3.0]))) + 0.4
+
+    def parameter(low, high, ends=()):
+        """A float (sometimes exactly an end of the range) or a tensor, per neuron or channel, with grad."""
+        shapes = {"0-d": (), "channel": tuple(lead[-1:]), "neuron": tuple(lead)}
+        kind = draw(st.sampled_from(["float", *shapes] if lead else ["float", "0-d"]))
+        if kind == "float":
+            if ends and draw(st.booleans()):
+                return draw(st.sampled_from(ends))
+            return low + (high - low) * torch.rand((), generator=gen).item()
+        return (low + (high - low) * torch.rand(shapes[kind], generator=gen, dtype=dtype)).requires_grad_()
+
+    return Case(
+        x=x,
+        tau=parameter(0.0, 1.0, ends=(0.0, 1.0)),
+        threshold=parameter(0.3, 1.5),
+        reset=draw(st.sampled_from(["hard", "soft"])),
+        surrogate=draw(st.sampled_from(SURROGATES)),
+        upstream=torch.randn(x.shape, generator=gen, dtype=dtype),
+    )
+
+
+def _run(case: Case, backend: str):
+    """Spikes and the gradients reaching x, tau and threshold (None where they are floats)."""
+    x = case.x.clone().requires_grad_()
+    params = [p.detach().clone().requires_grad_() if isinstance(p, torch.Tensor) else p for p in (case.tau, case.threshold)]
+    s = lif(x, params[0], params[1], case.reset, case.surrogate, backend)
+    s.backward(case.upstream)
+    return s.detach(), [x.grad] + [p.grad if isinstance(p, torch.Tensor) else None for p in params]
+
+
+def _assert_grads_close(got, want, dtype):
+    # float64: both sides are exact up to summation order. float32: the loop rounds every autograd step to
+    # float32 (the fused backward computes in float64), so allow float32 rounding relative to the scale.
+    rtol = 1e-9 if dtype == torch.float64 else 1e-5
+    for g, w in zip(got, want):
+        assert (g is None) == (w is None)
+        if w is not None:
+            torch.testing.assert_close(g, w, rtol=rtol, atol=rtol * (1 + w.abs().max().item()))
+
+
+@pytest.mark.parametrize("backend", EXACT_BACKENDS)
+@settings(max_examples=60, deadline=None, derandomize=True)
+@given(case=cases())
+def test_backend_matches_loop(backend, case):
+    s_loop, g_loop = _run(case, "loop")
+    s, g = _run(case, backend)
+    assert s.dtype == case.x.dtype and s.shape == case.x.shape
+    assert torch.equal(s, s_loop)  # bit-identical spikes
+    _assert_grads_close(g, g_loop, case.x.dtype)
+
+
+@pytest.mark.parametrize("backend", EXACT_BACKENDS)
+def test_backend_on_noncontiguous_input(backend):
+    x = torch.randn(12, 3, 5, dtype=torch.float64).transpose(0, 2)  # (5, 3, 12), time axis strided
+    threshold = torch.tensor([0.7, 1.0, 1.3], dtype=torch.float64)
+    assert torch.equal(lif(x, 0.6, threshold, backend=backend), lif(x, 0.6, threshold, backend="loop"))
+
+
+def test_fused_rejects_what_numba_cannot_run():
+    with pytest.raises(UserError, match="backend 'fused' takes float32 or float64"):
+        lif(torch.zeros(2, 3, dtype=torch.float16), backend="fused")
+    meta = torch.empty(2, 3, device="meta")
+    with pytest.raises(UserError, match="backend 'fused' runs on CPU tensors only"):
+        lif_fused(meta, torch.tensor(0.5), torch.tensor(1.0), "hard", "triangle")
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_auto_picks_the_fastest_exact_backend(monkeypatch, dtype):
+    called = []
+    monkeypatch.setattr("spikessm.neurons.fused.lif_fused", lambda *args: called.append("fused"))
+    lif(torch.zeros(2, 3, dtype=dtype))
+    assert called == ["fused"]
+
+
+def test_sdn_backend_receives_the_arguments_as_given(monkeypatch):
+    received = []
+    fake = types.ModuleType("spikessm.neurons.sdn")
+    fake.sdn_lif = lambda *args: received.append(args) or "spikes"
+    monkeypatch.setitem(sys.modules, "spikessm.neurons.sdn", fake)
+    x = torch.zeros(2, 3)
+    assert lif(x, 0.125, 0.9, "hard", "atan", "sdn") == "spikes"
+    assert received == [(x, 0.125, 0.9, "hard", "atan")]
