@@ -35,20 +35,39 @@ def positive_int(text: str) -> int:
 
 def cmd_train(args) -> int:
     from spikessm.train.config import build_config
-    from spikessm.train.loop import train
+    from spikessm.train.distributed import context_from_env
+    from spikessm.train.loop import resume, train
+    from spikessm.train.stopping import TrainingStopped
 
-    flags = {}
-    if args.epochs is not None:
-        flags.setdefault("train", {})["epochs"] = args.epochs
-    if args.seed is not None:
-        flags["seed"] = args.seed
-    if args.data_dir is not None:
-        flags["data"] = {"dir": args.data_dir}
-    cfg = build_config(args.task, args.model, args.preset, flags, args.set or [])
-    out = args.out or f"runs/{cfg['model']['name']}_{cfg['task']}_{time.strftime('%Y%m%d-%H%M%S')}"
-    summary = train(cfg, out, progress=not args.quiet)
-    print(json.dumps({k: summary[k] for k in ("task", "model", "test_accuracy", "test_ppl",
-                                             "firing_rate", "params", "train_seconds") if k in summary}))
+    if args.resume:
+        fixed = [f"--{name}" for name in ("task", "model", "preset", "epochs", "seed", "out", "set")
+                 if getattr(args, name) is not None]
+        if fixed:
+            raise UserError(f"--resume continues a run exactly as it was configured, so {', '.join(fixed)} "
+                            "cannot be given with it (only --data-dir and --quiet); to train differently, "
+                            f"start a new run with --preset {Path(args.resume) / 'config.yaml'}")
+    else:
+        flags = {}
+        if args.epochs is not None:
+            flags.setdefault("train", {})["epochs"] = args.epochs
+        if args.seed is not None:
+            flags["seed"] = args.seed
+        if args.data_dir is not None:
+            flags["data"] = {"dir": args.data_dir}
+        cfg = build_config(args.task, args.model, args.preset, flags, args.set or [])
+        out = args.out or f"runs/{cfg['model']['name']}_{cfg['task']}_{time.strftime('%Y%m%d-%H%M%S')}"
+    try:
+        if args.resume:
+            summary = resume(args.resume, args.data_dir, progress=not args.quiet)
+        else:
+            summary = train(cfg, out, progress=not args.quiet)
+    except TrainingStopped as stop:  # interrupted (130, 143) or diverged (3); its line says why
+        if str(stop):  # (empty on torchrun processes other than rank 0)
+            print(f"spikessm: {stop}", file=sys.stderr)
+        return stop.exit_code
+    if context_from_env().is_main:
+        print(json.dumps({k: summary[k] for k in ("task", "model", "test_accuracy", "test_ppl",
+                                                 "firing_rate", "params", "train_seconds") if k in summary}))
     return 0
 
 
@@ -164,6 +183,8 @@ def build_parser() -> Parser:
     p.add_argument("--data-dir", help="where the data sets live (default $SPIKESSM_DATA)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="override any config key, e.g. --set model.d_model=128 (repeatable)")
+    p.add_argument("--resume", metavar="DIR",
+                   help="continue the interrupted run saved in DIR (its last.pt) exactly where it stopped")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_train)
 

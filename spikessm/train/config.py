@@ -32,6 +32,10 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     "device": "auto",  # auto | cpu | cuda | cuda:N
     "num_workers": 0,
     "threads": 0,  # torch CPU threads; 0 = torch's default
+    "accumulate": 1,  # micro-batches per optimizer step (gradient accumulation)
+    "bf16": False,  # bfloat16 autocast on the training device (CPU too)
+    "checkpoint_every": 0,  # also save last.pt every this many optimizer steps; 0 = at epoch ends only
+    "skip_nonfinite": False,  # skip a step whose loss is NaN/inf instead of stopping the run
 }
 
 # (section, key) -> check(value) returning an error message or None
@@ -43,6 +47,7 @@ CHECKS = {
     ("train", "ssm_lr"): POSITIVE, ("train", "weight_decay"): NON_NEGATIVE,
     ("train", "warmup_epochs"): NON_NEGATIVE, ("train", "grad_clip"): NON_NEGATIVE,
     ("train", "num_workers"): NON_NEGATIVE, ("train", "threads"): NON_NEGATIVE,
+    ("train", "accumulate"): POSITIVE, ("train", "checkpoint_every"): NON_NEGATIVE,
     ("model", "d_model"): POSITIVE, ("model", "n_layers"): POSITIVE,
     ("model", "dropout"): lambda v: None if 0 <= v < 1 else "must be in [0, 1)",
 }

@@ -1,27 +1,35 @@
 """The training run: data -> model -> AdamW + cosine -> best-on-validation -> test -> summary.json.
 
-Files written to the output directory:
+Files written to the output directory (by rank 0 alone in a multi-process run):
   config.yaml     the resolved config (``spikessm train --preset DIR/config.yaml`` reruns it)
-  metrics.jsonl   one line per epoch: losses, accuracies, lr, seconds, firing rate
+  metrics.jsonl   one line per epoch: losses, accuracies, lr, seconds, firing rates, skipped batches
   best.pt         the best-on-validation weights and the config (what ``spikessm eval`` reads)
-  last.pt         the full training state after the latest epoch (what ``--resume`` reads)
+  last.pt         the whole training state (see :func:`save_last`): written at every epoch end,
+                  every ``train.checkpoint_every`` optimizer steps and on SIGINT/SIGTERM;
+                  ``spikessm train --resume DIR`` continues from it and ends exactly where an
+                  uninterrupted run would
   summary.json    the contract fields (see DESIGN): task, model, test metric, firing, energy, ...
+  tensorboard/    event files, when the ``tensorboard`` package is installed
+
+One optimizer step = ``train.accumulate`` micro-batches of ``train.batch_size`` samples on each of
+the torchrun processes (see :mod:`spikessm.train.distributed`); the LR schedule counts optimizer steps.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
-import os
 import random
-import sys
-import tempfile
+import signal
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 import yaml
+from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
@@ -31,12 +39,13 @@ from spikessm.errors import UserError
 from spikessm.metrics.energy import energy_summary, layer_operations
 from spikessm.metrics.firing import FiringRecorder
 from spikessm.models.registry import build_model
+from spikessm.train import distributed
 from spikessm.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from spikessm.train.config import build_config
+from spikessm.train.distributed import Context, EpochSampler
 from spikessm.train.optim import cosine_with_warmup, make_optimizer
-
-
-def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
+from spikessm.train.runlog import RunLog, write_text_atomic
+from spikessm.train.stopping import EXIT_CODES, EXIT_DIVERGED, StopOnSignal, TrainingStopped
 
 
 def seed_everything(seed: int) -> None:
@@ -45,22 +54,17 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def resolve_device(name: str) -> torch.device:
+def resolve_device(name: str, ctx: Context = Context()) -> torch.device:
+    """``train.device`` as a torch device; each process of a multi-GPU run takes GPU ``LOCAL_RANK``."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        name = "cuda" if torch.cuda.is_available() else "cpu"
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise UserError(f"train.device={name!r} but no CUDA device is available; use cpu or auto")
     try:
-        return torch.device(name)
+        device = torch.device(name)
     except RuntimeError:
         raise UserError(f"train.device={name!r} is not a device; use auto, cpu, cuda or cuda:N") from None
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
+    return torch.device("cuda", ctx.local_rank) if ctx.enabled and device.type == "cuda" else device
 
 
 def load_data(cfg: dict):
@@ -70,11 +74,16 @@ def load_data(cfg: dict):
     return task, task.load(options, resolve_data_dir(cfg["data"]["dir"]))
 
 
-def make_loader(dataset, splits, batch_size: int, shuffle: bool, cfg: dict, seed: int = 0):
-    generator = torch.Generator().manual_seed(seed) if shuffle else None
-    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=generator,
-                      collate_fn=splits.collate or stack_collate,
-                      num_workers=cfg["train"]["num_workers"])
+def make_loader(dataset, splits, batch_size: int, cfg: dict, sampler=None) -> DataLoader:
+    # A private generator: iterating a DataLoader otherwise draws its base seed from the global
+    # RNG, which a resumed run would then replay out of step with dropout and Bernoulli spikes.
+    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, generator=torch.Generator(),
+                      collate_fn=splits.collate or stack_collate, num_workers=cfg["train"]["num_workers"])
+
+
+def autocast(device: torch.device, bf16: bool):
+    """bfloat16 autocast on ``device``'s type when ``train.bf16`` is on (CPU included)."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
 
 
 def loss_and_hits(model, kind: str, x, y, lengths):
@@ -85,121 +94,365 @@ def loss_and_hits(model, kind: str, x, y, lengths):
         flat_logits, flat_y = logits[mask], y[mask]
     else:
         flat_logits, flat_y = logits, y
-    loss = F.cross_entropy(flat_logits, flat_y, reduction="sum")
+    loss = F.cross_entropy(flat_logits.float(), flat_y, reduction="sum")
     hits = (flat_logits.argmax(-1) == flat_y).sum()
     return loss, hits, flat_y.numel()
 
 
 @torch.no_grad()
-def evaluate(model, loader, kind: str, device) -> dict:
-    """Mean loss and accuracy (and perplexity for LM) over a loader, in eval mode."""
+def evaluate(model, loader, kind: str, device, ctx: Context = Context(), bf16: bool = False) -> dict:
+    """Mean loss, accuracy (and perplexity for LM) and firing rates over a loader, in eval mode.
+
+    In a multi-process run each process evaluates its shard and the sums are added up.
+    """
     model.eval()
+    distributed.broadcast_from_main(ctx, model.buffers())  # BatchNorm running statistics of rank 0
     total_loss, total_hits, total = 0.0, 0, 0
-    for x, y, lengths in loader:
-        loss, hits, n = loss_and_hits(model, kind, x.to(device), y.to(device), lengths)
-        total_loss += loss.item()
-        total_hits += hits.item()
-        total += n
-    result = {"loss": total_loss / total, "accuracy": total_hits / total}
+    with FiringRecorder(model) as recorder:
+        for x, y, lengths in loader:
+            with autocast(device, bf16):
+                loss, hits, n = loss_and_hits(model, kind, x.to(device), y.to(device), lengths)
+            total_loss, total_hits, total = total_loss + loss.item(), total_hits + hits.item(), total + n
+    layers = list(recorder.layers)
+    sums = distributed.sum_across(ctx, [total_loss, total_hits, total, *(recorder.spikes[k] for k in layers),
+                                        *(recorder.counts[k] for k in layers)], device)
+    total_loss, total_hits, total = sums[:3]
+    recorder.spikes = dict(zip(layers, sums[3:3 + len(layers)]))
+    recorder.counts = dict(zip(layers, sums[3 + len(layers):]))
+    result = {"loss": total_loss / total, "accuracy": total_hits / total,
+              "firing_rate": recorder.mean_rate(), "firing_rates": recorder.rates()}
     if kind == "lm":
         result["ppl"] = math.exp(min(result["loss"], 50.0))
     return result
 
 
-def evaluate_with_metrics(model, loader, kind: str, seq_len: int, device) -> dict:
-    """:func:`evaluate` plus firing rates and the energy count, as summary.json reports them."""
-    with FiringRecorder(model) as recorder:
-        result = evaluate(model, loader, kind, device)
-    rates = recorder.rates()
-    rows = layer_operations(model, seq_len, rates)
-    return {**result, "firing_rate": recorder.mean_rate(), "firing_rates": rates,
-            "energy": energy_summary(rows), "layers": rows}
+def evaluate_with_metrics(model, loader, kind: str, seq_len: int, device, ctx: Context = Context(),
+                          bf16: bool = False) -> dict:
+    """:func:`evaluate` plus the per-layer operation counts and energy, as summary.json reports them."""
+    result = evaluate(model, loader, kind, device, ctx, bf16)
+    rows = layer_operations(model, seq_len, result["firing_rates"])
+    return {**result, "energy": energy_summary(rows), "layers": rows}
 
 
-def train(cfg: dict, out_dir: str | Path, progress: bool = True) -> dict:
-    """Run the experiment ``cfg`` into ``out_dir``; returns the summary dict."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+# ---------------------------------------------------------------- the run and its state
+
+@dataclass
+class Run:
+    """What a training run is made of; built once by :func:`build_run`."""
+
+    cfg: dict
+    out: Path
+    ctx: Context
+    device: torch.device
+    kind: str  # the task kind: classify, retrieval or lm
+    seq_len: int  # the task's nominal length, for the energy count
+    model: nn.Module  # what checkpoints hold and evaluation runs
+    ddp_model: nn.Module  # what training steps call: ``model``, or its DistributedDataParallel wrapper
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    sampler: EpochSampler
+    train_loader: DataLoader
+    val_loader: DataLoader
+    test_loader: DataLoader
+    log: RunLog
+    progress: bool  # show the progress bar
+    n_params: int
+    started: float  # time.monotonic() when this process began training
+
+    @property
+    def batches_per_epoch(self) -> int:
+        """Micro-batches per epoch on each process."""
+        return math.ceil(self.sampler.num_samples / self.cfg["train"]["batch_size"])
+
+
+@dataclass
+class State:
+    """How far the run has got. A checkpoint holds this beside the weights, optimizer and scheduler."""
+
+    epochs_done: int = 0
+    batches_done: int = 0  # micro-batches of epoch ``epochs_done + 1`` done, per process
+    best_val: float = -math.inf  # validation accuracy (or -loss for LM) of best.pt
+    rows: list[dict] = field(default_factory=list)  # the metrics.jsonl rows so far
+    seconds_before: float = 0.0  # training time spent before this process started (a resumed run)
+    # The epoch in progress, this process's part: summed loss, hits, scored count, non-finite batches.
+    epoch_totals: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0, 0.0])
+
+    @classmethod
+    def from_checkpoint(cls, ckpt: dict, ctx: Context) -> "State":
+        position = ckpt["position"]
+        if position["world_size"] != ctx.world_size:
+            raise UserError(f"the run was trained by {position['world_size']} process(es) and this is "
+                            f"{ctx.world_size}; resume it with as many (torchrun --nproc_per_node), so that "
+                            "its batches and random streams continue as they were")
+        # epoch_totals were summed over processes when saved: rank 0 carries them on
+        totals = ckpt["epoch_totals"] if ctx.is_main else [0.0] * 4
+        return cls(position["epochs_done"], position["batches_done"], ckpt["best_val"], ckpt["metrics"],
+                   ckpt["train_seconds"], list(totals))
+
+
+def build_run(cfg: dict, out: Path, ctx: Context, device: torch.device, progress: bool,
+              rows: list[dict]) -> Run:
+    """Seed, load the data, build the model, its optimizer and schedule; write config.yaml."""
     tcfg = cfg["train"]
     if tcfg["threads"]:
         torch.set_num_threads(tcfg["threads"])
     seed_everything(cfg["seed"])
-    device = resolve_device(tcfg["device"])
     task, splits = load_data(cfg)
     model = build_model(cfg["model"], splits, task.kind).to(device)
-    n_params = sum(p.numel() for p in model.parameters())
-    write_text_atomic(out / "config.yaml", yaml.safe_dump(cfg, sort_keys=False))
-    log(f"spikessm: training {cfg['model']['name']} on {cfg['task']} "
-        f"({len(splits.train)} train / {len(splits.val)} val / {len(splits.test)} test, "
-        f"{n_params:,} parameters, {device}) -> {out}")
-
-    train_loader = make_loader(splits.train, splits, tcfg["batch_size"], True, cfg, cfg["seed"])
-    val_loader = make_loader(splits.val, splits, tcfg["eval_batch_size"], False, cfg)
-    test_loader = make_loader(splits.test, splits, tcfg["eval_batch_size"], False, cfg)
+    ddp_model = distributed.wrap(model, ctx, device)
+    seed_everything(cfg["seed"] + ctx.rank)  # each process draws its own dropout masks and spikes
+    sampler = EpochSampler(splits.train, ctx, cfg["seed"])
+    train_loader = make_loader(splits.train, splits, tcfg["batch_size"], cfg, sampler)
+    val_loader = make_loader(distributed.shard(splits.val, ctx), splits, tcfg["eval_batch_size"], cfg)
+    test_loader = make_loader(distributed.shard(splits.test, ctx), splits, tcfg["eval_batch_size"], cfg)
     optimizer = make_optimizer(model, tcfg["lr"], tcfg["weight_decay"], tcfg["ssm_lr"])
-    steps_per_epoch = len(train_loader)
+    steps_per_epoch = math.ceil(len(train_loader) / tcfg["accumulate"])  # optimizer steps
     scheduler = cosine_with_warmup(optimizer, round(tcfg["warmup_epochs"] * steps_per_epoch),
                                    tcfg["epochs"] * steps_per_epoch)
+    if ctx.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(out / "config.yaml", yaml.safe_dump(cfg, sort_keys=False))
+    log = RunLog(out, rows, enabled=ctx.is_main)
+    n_params = sum(p.numel() for p in model.parameters())
+    processes = f" x {ctx.world_size} processes" if ctx.enabled else ""
+    log.info(f"spikessm: training {cfg['model']['name']} on {cfg['task']} "
+             f"({len(splits.train)} train / {len(splits.val)} val / {len(splits.test)} test, "
+             f"{n_params:,} parameters, {device}{processes}) -> {out}")
+    return Run(cfg, out, ctx, device, task.kind, task.seq_len, model, ddp_model, optimizer, scheduler,
+               sampler, train_loader, val_loader, test_loader, log, progress, n_params,
+               started=time.monotonic())
 
-    best_val, start = -math.inf, time.time()
-    metrics_file = (out / "metrics.jsonl").open("w")
-    for epoch in range(1, tcfg["epochs"] + 1):
-        model.train()
-        epoch_start, run_loss, run_hits, run_n = time.time(), 0.0, 0, 0
-        bar = tqdm(train_loader, desc=f"epoch {epoch}/{tcfg['epochs']}", leave=False,
-                   disable=None if progress else True, unit="batch")
-        for x, y, lengths in bar:
-            loss, hits, n = loss_and_hits(model, task.kind, x.to(device), y.to(device), lengths)
-            optimizer.zero_grad(set_to_none=True)
-            (loss / n).backward()
-            if tcfg["grad_clip"]:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), tcfg["grad_clip"])
-            optimizer.step()
-            scheduler.step()
-            run_loss, run_hits, run_n = run_loss + loss.item(), run_hits + hits.item(), run_n + n
-            bar.set_postfix(loss=f"{run_loss / run_n:.4f}", acc=f"{run_hits / run_n:.3f}")
-        with FiringRecorder(model) as recorder:
-            val = evaluate(model, val_loader, task.kind, device)
-        row = {"epoch": epoch, "train_loss": run_loss / run_n, "train_accuracy": run_hits / run_n,
-               "val_loss": val["loss"], "val_accuracy": val["accuracy"],
-               "lr": optimizer.param_groups[0]["lr"], "seconds": time.time() - epoch_start,
-               "firing_rate": recorder.mean_rate(), "firing_rates": recorder.rates()}
-        if "ppl" in val:
-            row["val_ppl"] = val["ppl"]
-        metrics_file.write(json.dumps(row) + "\n")
-        metrics_file.flush()
-        score = -val["loss"] if task.kind == "lm" else val["accuracy"]
-        improved = score > best_val
-        if improved:
-            best_val = score
-            save_checkpoint(out / "best.pt", {"config": cfg, "model": model.state_dict(), "epoch": epoch})
-        save_checkpoint(out / "last.pt", {
-            "config": cfg, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(), "epoch": epoch, "best_val": best_val,
-            "rng": rng_state()})
-        fr = f" firing {row['firing_rate']:.3f}" if row["firing_rate"] is not None else ""
-        log(f"epoch {epoch:3d}  train loss {row['train_loss']:.4f} acc {row['train_accuracy']:.3f}"
-            f"  val loss {val['loss']:.4f} acc {val['accuracy']:.3f}{fr}"
-            f"  {row['seconds']:.1f}s{'  *best' if improved else ''}")
-    metrics_file.close()
-    train_seconds = time.time() - start
 
-    model.load_state_dict(load_checkpoint(out / "best.pt")["model"])
-    test = evaluate_with_metrics(model, test_loader, task.kind, task.seq_len, device)
+def train_seconds(run: Run, state: State) -> float:
+    return state.seconds_before + time.monotonic() - run.started
+
+
+def save_last(run: Run, state: State) -> None:
+    """Write last.pt: everything needed to carry on exactly from here.
+
+    Besides weights, optimizer and schedule: the position in the data order (epoch, micro-batches
+    done in it; the order itself follows from the seed), every process's RNG states (dropout and
+    Bernoulli spikes draw from them), the epoch's running sums, best validation score, metrics
+    rows and training time. Every process must call it (it gathers); rank 0 writes.
+    """
+    totals = distributed.sum_across(run.ctx, state.epoch_totals, run.device)
+    rngs = distributed.gather(run.ctx, rng_state())
+    if run.ctx.is_main:
+        save_checkpoint(run.out / "last.pt", {
+            "config": run.cfg, "model": run.model.state_dict(), "optimizer": run.optimizer.state_dict(),
+            "scheduler": run.scheduler.state_dict(),
+            "position": {"epochs_done": state.epochs_done, "batches_done": state.batches_done,
+                         "world_size": run.ctx.world_size},
+            "epoch_totals": totals, "rng": rngs, "best_val": state.best_val, "metrics": state.rows,
+            "train_seconds": train_seconds(run, state)})
+
+
+def load_training_state(run: Run, ckpt: dict) -> None:
+    """Weights, optimizer, schedule and this process's RNG states from a last.pt."""
+    run.model.load_state_dict(ckpt["model"])
+    run.optimizer.load_state_dict(ckpt["optimizer"])
+    run.scheduler.load_state_dict(ckpt["scheduler"])
+    set_rng_state(ckpt["rng"][run.ctx.rank])
+
+
+# ---------------------------------------------------------------- steps and epochs
+
+def forward_backward(run: Run, batch, scale: float, sync: bool) -> tuple[float, int, int]:
+    """One micro-batch: forward, then backward of ``scale`` x the mean loss. Returns the summed
+    loss, hits and count. Gradients are averaged across processes only when ``sync`` (the last
+    micro-batch before an optimizer step)."""
+    x, y, lengths = batch
+    no_sync = run.ddp_model.no_sync() if run.ctx.enabled and not sync else contextlib.nullcontext()
+    with no_sync:
+        with autocast(run.device, run.cfg["train"]["bf16"]):
+            loss, hits, n = loss_and_hits(run.ddp_model, run.kind, x.to(run.device), y.to(run.device), lengths)
+        (loss * (scale / n)).backward()
+    return loss.item(), hits.item(), n
+
+
+def optimizer_step(run: Run, skip: bool) -> None:
+    """Clip, step (unless ``skip``: a non-finite batch's gradients are dropped), advance the LR."""
+    tcfg = run.cfg["train"]
+    if not skip:
+        if tcfg["grad_clip"]:
+            nn.utils.clip_grad_norm_(run.model.parameters(), tcfg["grad_clip"])
+        run.optimizer.step()
+    run.optimizer.zero_grad(set_to_none=True)
+    run.scheduler.step()  # also on a skipped step, so the schedule stays in step with the data
+
+
+def stopped(run: Run, stop: StopOnSignal, where: str) -> TrainingStopped:
+    """The exception that ends an interrupted run, after every process has reached this point."""
+    distributed.barrier(run.ctx)
+    sig = stop.signal or signal.SIGTERM  # no signal here: another process got it
+    launcher = " (under torchrun, with the same --nproc_per_node)" if run.ctx.enabled else ""
+    message = (f"interrupted by {sig.name} {where}; checkpoint saved; resume with: "
+               f"spikessm train --resume {run.out}{launcher}")
+    return TrainingStopped(message if run.ctx.is_main else "", EXIT_CODES[sig])
+
+
+def train_epoch(run: Run, state: State, stop: StopOnSignal) -> None:
+    """Train from the state's position to the end of the epoch.
+
+    Checkpoints every ``train.checkpoint_every`` optimizer steps; on a signal, saves and raises
+    :class:`TrainingStopped` after the current optimizer step. A non-finite loss raises too
+    (keeping the last checkpoint as it was), or with ``train.skip_nonfinite`` drops that step.
+    """
+    tcfg, ctx = run.cfg["train"], run.ctx
+    epoch, total, accumulate = state.epochs_done + 1, run.batches_per_epoch, tcfg["accumulate"]
+    run.sampler.set_position(epoch, state.batches_done * tcfg["batch_size"])
+    run.ddp_model.train()
+    unit = "tokens" if run.kind == "lm" else "samples"
+    bar = tqdm(total=total, initial=state.batches_done, desc=f"epoch {epoch}/{tcfg['epochs']}", unit="batch",
+               leave=False, disable=None if run.log.enabled and run.progress else True)
+    clock, scored, nonfinite = time.monotonic(), 0, 0
+    for index, batch in enumerate(run.train_loader, start=state.batches_done):
+        step_start = index - index % accumulate
+        step_end = min(step_start + accumulate, total)  # micro-batches [step_start, step_end) make one step
+        loss, hits, n = forward_backward(run, batch, 1 / (step_end - step_start), sync=index + 1 == step_end)
+        if math.isfinite(loss):
+            for i, value in enumerate((loss, hits, n)):
+                state.epoch_totals[i] += value
+        else:
+            nonfinite += 1
+        scored += n
+        totals = state.epoch_totals
+        bar.update()
+        bar.set_postfix_str(f"loss {totals[0] / max(totals[2], 1):.4f} acc {totals[1] / max(totals[2], 1):.3f} "
+                            f"{scored * ctx.world_size / (time.monotonic() - clock):,.0f} {unit}/s", refresh=False)
+        if index + 1 < step_end:
+            continue
+        # One all-reduce per optimizer step, so that every process takes the same branch below.
+        nonfinite_everywhere, stopping = distributed.sum_across(ctx, [nonfinite, stop.signal is not None],
+                                                                run.device)
+        if nonfinite_everywhere and not tcfg["skip_nonfinite"]:
+            bar.close()
+            distributed.barrier(ctx)
+            raise TrainingStopped(
+                f"non-finite training loss at epoch {epoch}, step {index + 1}/{total}; stopped without "
+                f"saving (the last checkpoint in {run.out} is untouched). Lower train.lr, set train.grad_clip, "
+                "or skip such batches with --set train.skip_nonfinite=true" if ctx.is_main else "",
+                EXIT_DIVERGED)
+        optimizer_step(run, skip=nonfinite_everywhere > 0)
+        state.epoch_totals[3] += nonfinite  # summed over processes when the epoch ends
+        state.batches_done, nonfinite = index + 1, 0
+        every = tcfg["checkpoint_every"]
+        if stopping or (every and run.scheduler.last_epoch % every == 0):  # last_epoch counts steps
+            save_last(run, state)
+        if stopping:
+            bar.close()
+            raise stopped(run, stop, f"after step {index + 1}/{total} of epoch {epoch}")
+    bar.close()
+
+
+def end_epoch(run: Run, state: State) -> None:
+    """Validate, log the epoch's row, save best.pt if validation improved, then last.pt."""
+    epoch = state.epochs_done + 1
+    loss, hits, n, skipped = distributed.sum_across(run.ctx, state.epoch_totals, run.device)
+    val = evaluate(run.model, run.val_loader, run.kind, run.device, run.ctx, run.cfg["train"]["bf16"])
+    row = {"epoch": epoch, "train_loss": loss / n if n else None, "train_accuracy": hits / n if n else None,
+           "val_loss": val["loss"], "val_accuracy": val["accuracy"],
+           **({"val_ppl": val["ppl"]} if "ppl" in val else {}),
+           "lr": run.optimizer.param_groups[0]["lr"],
+           "seconds": train_seconds(run, state) - sum(r["seconds"] for r in state.rows),
+           "firing_rate": val["firing_rate"], "firing_rates": val["firing_rates"],
+           "nonfinite_batches": int(skipped)}
+    state.rows.append(row)
+    run.log.epoch(row)
+    score = -val["loss"] if run.kind == "lm" else val["accuracy"]
+    improved = score > state.best_val
+    state.epochs_done, state.batches_done, state.epoch_totals = epoch, 0, [0.0] * 4
+    if improved:
+        state.best_val = score
+        if run.ctx.is_main:  # before last.pt: a crash in between replays this epoch and rewrites it
+            save_checkpoint(run.out / "best.pt", {"config": run.cfg, "model": run.model.state_dict(),
+                                                  "epoch": epoch})
+    save_last(run, state)
+    fr = f" firing {row['firing_rate']:.3f}" if row["firing_rate"] is not None else ""
+    train = f"train loss {row['train_loss']:.4f} acc {row['train_accuracy']:.3f}" if n else "train: no finite batch"
+    skipped_note = f"  {int(skipped)} non-finite batches skipped" if skipped else ""
+    run.log.info(f"epoch {epoch:3d}  {train}  val loss {val['loss']:.4f} acc {val['accuracy']:.3f}{fr}"
+                 f"  {row['seconds']:.1f}s{'  *best' if improved else ''}{skipped_note}")
+
+
+def finish(run: Run, state: State) -> dict:
+    """Test the best-on-validation weights; write summary.json (rank 0)."""
+    if run.ctx.is_main:
+        run.model.load_state_dict(load_checkpoint(run.out / "best.pt")["model"])
+    distributed.broadcast_from_main(run.ctx, run.model.state_dict().values())
+    test = evaluate_with_metrics(run.model, run.test_loader, run.kind, run.seq_len, run.device, run.ctx,
+                                 run.cfg["train"]["bf16"])
+    cfg = run.cfg
     summary = {
         "task": cfg["task"], "model": cfg["model"]["name"],
-        **({"test_ppl": test["ppl"]} if task.kind == "lm" else {"test_accuracy": test["accuracy"]}),
+        **({"test_ppl": test["ppl"]} if run.kind == "lm" else {"test_accuracy": test["accuracy"]}),
         "test_loss": test["loss"],
         "firing_rate": test["firing_rate"], "firing_rates": test["firing_rates"],
         "energy": test["energy"], "layers": test["layers"],
-        "params": n_params, "train_seconds": train_seconds, "epochs": tcfg["epochs"],
-        "seed": cfg["seed"], "best_checkpoint": str(out / "best.pt"),
+        "params": run.n_params, "train_seconds": sum(r["seconds"] for r in state.rows), "epochs": cfg["train"]["epochs"],
+        "seed": cfg["seed"], "world_size": run.ctx.world_size, "best_checkpoint": str(run.out / "best.pt"),
     }
-    write_text_atomic(out / "summary.json", json.dumps(summary, indent=2) + "\n")
-    metric = f"test ppl {test['ppl']:.2f}" if task.kind == "lm" else f"test accuracy {test['accuracy']:.4f}"
+    if run.ctx.is_main:
+        write_text_atomic(run.out / "summary.json", json.dumps(summary, indent=2) + "\n")
+    metric = f"test ppl {test['ppl']:.2f}" if run.kind == "lm" else f"test accuracy {test['accuracy']:.4f}"
     fr = f", firing rate {test['firing_rate']:.3f}" if test["firing_rate"] is not None else ""
-    log(f"spikessm: {metric}{fr}, {train_seconds:.0f}s; summary in {out / 'summary.json'}")
+    run.log.info(f"spikessm: {metric}{fr}, {summary['train_seconds']:.0f}s; summary in {run.out / 'summary.json'}")
     return summary
+
+
+# ---------------------------------------------------------------- entry points
+
+def train(cfg: dict, out_dir: str | Path, progress: bool = True) -> dict:
+    """Run the experiment ``cfg`` into ``out_dir``; returns the summary dict."""
+    return _run(cfg, Path(out_dir), progress)
+
+
+def resume(run_dir: str | Path, data_dir: str | None = None, progress: bool = True) -> dict:
+    """Continue the run saved in ``run_dir`` (its last.pt, config included) to its end.
+
+    Only where the data lives may change (``data_dir``). A run that already finished is tested
+    again and its summary rewritten.
+    """
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise UserError(f"--resume takes the output directory of a run; {run_dir} is not a directory")
+    path = run_dir / "last.pt"
+    if not path.is_file():
+        raise UserError(f"{run_dir} holds no last.pt to resume from (the run stopped before its first "
+                        f"checkpoint); start it again with: spikessm train --preset {run_dir / 'config.yaml'} "
+                        f"--out {run_dir}")
+    ckpt = load_checkpoint(path)
+    if not isinstance(ckpt.get("config"), dict) or "position" not in ckpt:
+        raise UserError(f"{path} holds no training position (an older or a best-weights checkpoint); "
+                        "it cannot be resumed")
+    cfg = build_config(flags=ckpt["config"])  # validated again; keys added since get their defaults
+    if data_dir:
+        cfg["data"]["dir"] = data_dir
+    return _run(cfg, run_dir, progress, ckpt)
+
+
+def _run(cfg: dict, out: Path, progress: bool, ckpt: dict | None = None) -> dict:
+    ctx = distributed.context_from_env()
+    device = resolve_device(cfg["train"]["device"], ctx)
+    state = State.from_checkpoint(ckpt, ctx) if ckpt else State()
+    with contextlib.ExitStack() as cleanup:
+        distributed.init(ctx, device)
+        cleanup.callback(distributed.shutdown, ctx)
+        run = build_run(cfg, out, ctx, device, progress, state.rows)
+        cleanup.callback(run.log.close)
+        if ckpt:
+            load_training_state(run, ckpt)  # after building, which draws from the RNG
+            run.log.info(f"spikessm: resuming at epoch {state.epochs_done + 1}, after step "
+                         f"{state.batches_done}/{run.batches_per_epoch}")
+        with StopOnSignal() as stop:
+            while state.epochs_done < cfg["train"]["epochs"]:
+                train_epoch(run, state, stop)
+                end_epoch(run, state)
+                if distributed.sum_across(ctx, [stop.signal is not None], device)[0]:
+                    raise stopped(run, stop, f"after epoch {state.epochs_done}")
+        summary = finish(run, state)
+        distributed.barrier(ctx)
+        return summary
 
 
 def evaluate_checkpoint(path: str | Path, data_dir: str | None = None, device: str = "auto") -> dict:
@@ -213,6 +466,7 @@ def evaluate_checkpoint(path: str | Path, data_dir: str | None = None, device: s
     task, splits = load_data(cfg)
     model = build_model(cfg["model"], splits, task.kind).to(dev)
     model.load_state_dict(ckpt["model"])
-    loader = make_loader(splits.test, splits, cfg["train"]["eval_batch_size"], False, cfg)
+    loader = make_loader(splits.test, splits, cfg["train"]["eval_batch_size"], cfg)
     return {"task": cfg["task"], "model": cfg["model"]["name"],
-            **evaluate_with_metrics(model, loader, task.kind, task.seq_len, dev)}
+            **evaluate_with_metrics(model, loader, task.kind, task.seq_len, dev,
+                                    bf16=cfg["train"].get("bf16", False))}

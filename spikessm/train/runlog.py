@@ -1,0 +1,64 @@
+"""What a run tells the outside: stderr lines, metrics.jsonl and (optionally) TensorBoard events.
+
+Only rank 0 of a multi-process run writes; the others get a :class:`RunLog` with ``enabled=False``.
+TensorBoard event files go to ``<out>/tensorboard`` when the ``tensorboard`` package is installed
+(``pip install spikessm[tensorboard]``); without it they are skipped silently.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def _tensorboard_writer(folder: Path):
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:  # the optional extra is not installed
+        return None
+    return SummaryWriter(str(folder))
+
+
+class RunLog:
+    """``rows``: the metrics of epochs already done (a resumed run's history). metrics.jsonl is
+    rewritten from them, so it never holds an epoch that the checkpoint being resumed lacks."""
+
+    def __init__(self, out: Path, rows: list[dict], enabled: bool = True):
+        self.enabled = enabled
+        self.metrics = self.tensorboard = None
+        if enabled:
+            path = out / "metrics.jsonl"
+            write_text_atomic(path, "".join(json.dumps(row) + "\n" for row in rows))
+            self.metrics = path.open("a")
+            self.tensorboard = _tensorboard_writer(out / "tensorboard")
+
+    def info(self, message: str) -> None:
+        if self.enabled:
+            print(message, file=sys.stderr, flush=True)
+
+    def epoch(self, row: dict) -> None:
+        """One epoch's metrics: a line of metrics.jsonl and a point of each TensorBoard curve."""
+        if not self.enabled:
+            return
+        self.metrics.write(json.dumps(row) + "\n")
+        self.metrics.flush()
+        if self.tensorboard:
+            scalars = {k: v for k, v in row.items() if isinstance(v, (int, float)) and k != "epoch"}
+            scalars.update({f"firing_rate/{layer}": rate for layer, rate in row["firing_rates"].items()})
+            for key, value in scalars.items():
+                self.tensorboard.add_scalar(key, value, row["epoch"])
+            self.tensorboard.flush()
+
+    def close(self) -> None:
+        for f in (self.metrics, self.tensorboard):
+            if f is not None:
+                f.close()
