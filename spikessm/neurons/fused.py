@@ -6,7 +6,8 @@ into a cache-resident scratch buffer, then runs the reverse-mode recurrence of t
 With g_t = dL/dv_t, ĝ_t = dL/ds_t, σ'_t = σ'(v_t - threshold) and the reset detached:
 
     hard: g_t = ĝ_t σ'_t + tau (1 - s_t) g_{t+1}        soft: g_t = ĝ_t σ'_t + tau g_{t+1}
-    dL/dx_t = g_t      dL/dtau = Σ_t g_{t+1} u_t      dL/dthreshold = -Σ_t ĝ_t σ'_t  (soft: - Σ_t tau g_{t+1} s_t)
+    dL/dx_t = g_t        dL/dtau = Σ_t g_{t+1} u_t
+    dL/dthreshold = -Σ_t ĝ_t σ'_t, and for soft reset also -Σ_t tau g_{t+1} s_t
 
 Speed notes (measured; they shape the code). One neuron's step is a chain of dependent float operations,
 so a thread advances a block of neurons in lockstep and the CPU overlaps their chains. Rows a power-of-two

@@ -93,7 +93,8 @@ def lif(x, tau=0.125, threshold=1.0, reset="hard", surrogate="triangle", backend
     tau_t = _as_parameter("tau", tau, x)
     threshold_t = _as_parameter("threshold", threshold, x)
     if not ((tau_t >= 0) & (tau_t <= 1)).all():
-        raise UserError(f"tau must lie in [0, 1]; got values from {tau_t.min().item():g} to {tau_t.max().item():g}")
+        low, high = tau_t.min().item(), tau_t.max().item()
+        raise UserError(f"tau must lie in [0, 1]; got values from {low:g} to {high:g}")
 
     if backend == "auto":
         numba_dtype = x.dtype in (torch.float32, torch.float64)

@@ -34,7 +34,8 @@ def _fast_sigmoid(z, k=25.0):
 
 
 def _sigmoid(z, alpha=4.0):
-    # α σ(αz)(1 - σ(αz)) = α e / (1 + e)² with e = exp(-|αz|): one exponential, no overflow, no cancellation.
+    # α σ(αz)(1 - σ(αz)) = α e / (1 + e)² with e = exp(-|αz|): one exponential, no overflow and no
+    # cancellation in 1 - σ.
     e = torch.exp(-abs(alpha * z))
     return alpha * e / (1 + e) ** 2
 
