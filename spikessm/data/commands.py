@@ -100,7 +100,7 @@ def parse_options(task, assignments: list[str]) -> dict:
         try:
             options[key] = kind(value)
         except ValueError:
-            raise UserError(f"--set {assignment!r}: {key} takes a {kind.__name__}") from None
+            raise UserError(f"--set {assignment!r}: {key} expects a value of type {kind.__name__}") from None
     return options
 
 
@@ -116,9 +116,12 @@ def _lengths(dataset) -> torch.Tensor | None:
 
 
 def _preview(value, shown: int = 20) -> str:
+    """A value for one line; lists are cut short, invisible tokens (newline, space) quoted."""
     if not isinstance(value, list):
         return str(value)
-    return ", ".join(map(str, value[:shown])) + (f", ... ({len(value)} in all)" if len(value) > shown else "")
+    items = [repr(v) if isinstance(v, str) and not (v.isprintable() and v.strip()) else str(v)
+             for v in value[:shown]]
+    return ", ".join(items) + (f", ... ({len(value)} in all)" if len(value) > shown else "")
 
 
 def _info(args) -> int:

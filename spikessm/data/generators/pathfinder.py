@@ -3,34 +3,39 @@
 Written from the task's description, not from the original code (drewlinsley/pathfinder, which LRA
 used). An image holds:
 
-- two *target* snakes of ``contour_length`` paddles each: a paddle is a short stroke, consecutive
-  paddles are separated by a gap (``margin``), so a snake reads as a dashed curve. The first snake
-  starts near the centre (at least ``2 * seed_distance`` from the border), the second
-  ``seed_distance`` away at a random angle; both grow one paddle at a time, alternately;
-- distractor snakes of ``contour_length // 3`` paddles, as many as ``distractor_paddles // length``;
-- two circles (markers): one on the start of a random target snake, the other on the end of the
-  *same* snake (label 1) or of the *other* one (label 0). Both labels put the circles about one
-  contour apart, so the distance between them gives nothing away.
+- two *target* snakes of ``contour_length`` paddles each. A paddle is a short straight stroke; a
+  snake is a chain of them with a gap of twice the margin between neighbours, so it reads as a
+  dashed curve. The first snake starts near the centre (at least ``2 * seed_distance`` from the
+  border), the second ``seed_distance`` from the first one's start;
+- distractor snakes of ``contour_length // 3`` paddles, ``distractor_paddles // length`` of them;
+- two circles: one on the start of a random target snake, the other on the end of the *same* snake
+  (label 1) or of the *other* one (label 0). Either way the circles are about one contour apart, so
+  their distance gives nothing away. Labels are exactly balanced (a seeded shuffle of 0/1).
 
-Each new paddle turns from the previous direction by an angle drawn with weight
-``cos(min(|turn| * continuity, pi/2))**2`` among the turns whose paddle stays clear of every other
-stroke by the margin (an occupancy map of dilated strokes); a snake that cannot continue is redrawn
-(targets: the whole image; distractors: up to 4 times, then left out, as the original allows).
+A snake grows one paddle at a time. At each step it turns mid-gap by an angle drawn with weight
+``cos(min(|turn| * continuity, 90 deg))**2`` among the turns whose new paddle keeps clear of every
+stroke except its predecessor (an occupancy map of strokes widened by margin + thickness) and of the
+border; higher continuity means straighter contours. A snake that gets stuck is erased and started
+again from a new origin (targets up to ``SNAKE_TRIES`` times, then the image is redrawn; distractors
+up to ``DISTRACTOR_TRIES`` times, then left out, as the original allows). The targets grow one after
+the other, where the original grows them in alternation: rejecting a whole image for every stuck
+snake made 64 px and larger images (long, straight contours in a small frame) too slow to draw.
 Strokes are drawn at twice the resolution and averaged down (anti-aliasing), scaled by the snake
-contrast and clipped; circles are drawn white. The original's optional clutter of single paddles is
-not drawn (its wrapper script turns it off).
+contrast and clipped; circles are white, whole and apart. The original's optional clutter of single
+paddles is not drawn (its wrapper script turns it off).
 
 Output, the layout :mod:`spikessm.data.lra.pathfinder` reads:
 ``pathfinder{R}/<difficulty>/imgs/<batch>/sample_<i>.png`` and ``metadata/<batch>.npy`` (text, one
 line per image: ``imgs/<batch> sample_<i>.png <i> <label> <continuity> <contour_length>
 <distractor_length> <paddle_length> <paddle_thickness> <margin> 1``), ``<difficulty>`` being
 ``curv_baseline`` for contours of 6 paddles (the original wrapper's baseline) and
-``curv_contour_length_<C>`` otherwise. Labels are exactly balanced (a seeded shuffle of 0/1).
+``curv_contour_length_<C>`` otherwise.
 """
 from __future__ import annotations
 
 import functools
 import math
+import random
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,7 +62,7 @@ class Style:
 
     paddle_length: float
     paddle_thickness: float
-    margins: tuple[int, ...]  # gap between paddles; one is drawn per image
+    margins: tuple[int, ...]  # spacing: paddle gaps are twice this, snakes keep this apart; one per image
     marker_radius: float
     seed_distance: float
     continuity: float  # higher = straighter contours
@@ -129,6 +134,7 @@ class _Canvas:
 
     def __init__(self, resolution: int, style: Style, margin: int, rng: np.random.Generator):
         self.size, self.style, self.rng = resolution * AA, style, rng
+        self.scalars = random.Random(int(rng.integers(2**63)))  # scalar draws: much cheaper than numpy's
         self.length, self.gap = style.paddle_length * AA, 2 * margin * AA
         # a paddle's centre line keeps this far from other strokes' centre lines: margin + thickness
         clearance = (margin + style.paddle_thickness) * AA
@@ -171,14 +177,14 @@ class _Canvas:
     def _extend(self, snake: list) -> bool:
         """Add one paddle to ``snake``, turning by a weighted random angle; False if none fits."""
         ids, end, orientation = snake
-        jitter = self.rng.integers(len(JITTERS))
+        jitter = self.scalars.randrange(len(JITTERS))
         orientations = (orientation + TURNS + JITTERS[jitter]) % 360
         # the turn happens mid-gap: half the gap straight on, half in the new direction
         starts = end + self.gap / 2 * (self.steps[orientation] + self.steps[orientations])
         cumulative = np.cumsum(self.weights[jitter] * self._clear(starts, orientations, ids[-1]))
         if cumulative[-1] <= 1e-9:
             return False
-        k = int(np.searchsorted(cumulative, self.rng.random() * cumulative[-1], side="right"))
+        k = int(np.searchsorted(cumulative, self.scalars.random() * cumulative[-1], side="right"))
         ids.append(self._commit(starts[k], orientations[k]))
         snake[1:] = [starts[k] + self.length * self.steps[orientations[k]], orientations[k]]
         return True
@@ -186,7 +192,7 @@ class _Canvas:
     def grow(self, tail: np.ndarray, n_paddles: int) -> list | None:
         """A snake of ``n_paddles`` from ``tail`` in a random direction, or None (and nothing drawn)
         if it runs out of room. A snake is ``[paddle ids, end position, orientation in degrees]``."""
-        snake = self._start(tail, int(self.rng.integers(360)))
+        snake = self._start(tail, self.scalars.randrange(360))
         if snake is None:
             return None
         if all(self._extend(snake) for _ in range(n_paddles - 1)):
@@ -236,13 +242,17 @@ def _downsample(image: np.ndarray) -> np.ndarray:
     return image.reshape(n, AA, n, AA).mean(axis=(1, 3))
 
 
-def _grow_target(canvas: _Canvas, contour_length: int, place) -> tuple[np.ndarray, list] | None:
-    """``(origin, snake)`` of a target snake grown from ``place()``, trying new origins; None if none fits."""
+def distractor_length(contour_length: int) -> int:
+    return max(1, contour_length // 3)
+
+
+def _grow_target(canvas: _Canvas, contour_length: int, place) -> tuple[np.ndarray, np.ndarray] | None:
+    """``(start, end)`` of a target snake grown from origins drawn by ``place()``; None if none fits."""
     for _ in range(SNAKE_TRIES):
         origin = place()
         snake = canvas.grow(origin, contour_length)
         if snake is not None:
-            return origin, snake
+            return origin, snake[1]
     return None
 
 
@@ -250,36 +260,35 @@ def draw_pathfinder(rng: np.random.Generator, label: int, resolution: int = 32, 
                     ) -> tuple[np.ndarray, int]:
     """One image, ``(pixels (R, R) uint8, margin used)``; label 1 = the circles share a contour."""
     style = STYLES[resolution]
-    distractor_length = max(1, contour_length // 3)
-    spread = 2 * style.seed_distance * AA
+    length = distractor_length(contour_length)
     for _ in range(IMAGE_TRIES):
         margin = int(rng.choice(style.margins))
         canvas = _Canvas(resolution, style, margin, rng)
-        low, high = sorted((spread, canvas.size - spread))
+        low, high = sorted((2 * style.seed_distance * AA, canvas.size - 2 * style.seed_distance * AA))
         first = _grow_target(canvas, contour_length, lambda: rng.uniform(low, high, size=2))
-        second = first and _grow_target(canvas, contour_length, lambda: first[0] + style.seed_distance * AA
-                                        * _direction(rng.uniform(0, 360)))
-        if not second:
+        if first is None:
             continue
-        targets = (first, second)
-        a = int(rng.integers(2))
-        ends = (targets[a][0], targets[a if label else 1 - a][1][1])
+        second = _grow_target(canvas, contour_length,
+                              lambda: first[0] + style.seed_distance * AA * _direction(rng.uniform(0, 360)))
+        if second is None:
+            continue
+        own, other = (first, second) if rng.random() < 0.5 else (second, first)
         # circles centred on output pixels, so that both look alike
-        markers = [(np.floor(point / AA) + 0.5) * AA for point in ends]
+        markers = [(np.floor(point / AA) + 0.5) * AA for point in (own[0], own[1] if label else other[1])]
         radius = style.marker_radius * AA
         if (np.hypot(*(markers[0] - markers[1])) < 2 * radius + 2 * AA  # touching circles hide the ends
                 or min(np.min(markers), canvas.size - np.max(markers)) < radius):  # so would cut ones
             continue
         for centre in markers:
             canvas.reserve_disc(centre, (style.marker_radius + margin) * AA)
-        for _ in range(style.distractor_paddles // distractor_length):
+        for _ in range(style.distractor_paddles // length):
             for _ in range(DISTRACTOR_TRIES):
                 origin = canvas.free_position()
-                if origin is None or canvas.grow(origin, distractor_length) is not None:
+                if origin is None or canvas.grow(origin, length) is not None:
                     break
         return canvas.render(markers), margin
-    raise RuntimeError(f"could not place two contours of {contour_length} paddles at {resolution} px "
-                       f"in {IMAGE_TRIES} tries")
+    raise UserError(f"could not place two contours of {contour_length} paddles in a {resolution} px image "
+                    f"in {IMAGE_TRIES} tries; choose a shorter contour length")
 
 
 def write_pathfinder(out: Path, count: int, resolution: int = 32, contour_length: int = 14, seed: int = 0,
@@ -289,8 +298,8 @@ def write_pathfinder(out: Path, count: int, resolution: int = 32, contour_length
 
     if resolution not in STYLES:
         raise UserError(f"--resolution must be one of {sorted(STYLES)}, got {resolution}")
-    if not 2 <= contour_length <= 30 or count < 1:
-        raise UserError(f"need 2 <= contour length <= 30 and count >= 1, got {contour_length} and {count}")
+    if contour_length < 2 or count < 1:
+        raise UserError(f"need a contour length >= 2 and a count >= 1, got {contour_length} and {count}")
     style = STYLES[resolution]
     folder = Path(out) / f"pathfinder{resolution}" / difficulty_folder(contour_length)
     if folder.exists() and any(folder.iterdir()):
@@ -305,7 +314,7 @@ def write_pathfinder(out: Path, count: int, resolution: int = 32, contour_length
         Image.fromarray(pixels).save(folder / "imgs" / str(batch) / f"sample_{i}.png")
         rows.setdefault(batch, []).append(
             f"imgs/{batch} sample_{i}.png {i} {labels[n]} {style.continuity} {contour_length} "
-            f"{max(1, contour_length // 3)} {style.paddle_length} {style.paddle_thickness} {margin} 1\n")
+            f"{distractor_length(contour_length)} {style.paddle_length} {style.paddle_thickness} {margin} 1\n")
     (folder / "metadata").mkdir(parents=True, exist_ok=True)
     for batch, lines in rows.items():
         (folder / "metadata" / f"{batch}.npy").write_text("".join(lines))

@@ -4,7 +4,4 @@ One module per task; importing this package registers ``listops``, ``text``, ``r
 ``pathfinder`` and ``pathx``. The release is ``lra_release.gz`` (linked from the README of
 https://github.com/google-research/long-range-arena); IMDb and CIFAR-10 come from their own sites.
 """
-LRA_SOURCE = ("Get lra_release.gz (linked from https://github.com/google-research/long-range-arena) "
-              "and extract it into the data directory.")
-
-from spikessm.data.lra import image, imdb, listops, pathfinder, retrieval  # noqa: E402,F401
+from spikessm.data.lra import image, imdb, listops, pathfinder, retrieval  # noqa: F401

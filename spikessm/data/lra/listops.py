@@ -14,8 +14,7 @@ import numpy as np
 
 from spikessm.data.cache import cached
 from spikessm.data.collate import pad_collate
-from spikessm.data.common import TokenSequences, Vocab, bad_line, find_data, pack
-from spikessm.data.lra import LRA_SOURCE
+from spikessm.data.common import LRA_SOURCE, TokenSequences, Vocab, bad_line, find_data, pack
 from spikessm.data.registry import Splits, Task, register
 
 OPERATORS = ("[MIN", "[MAX", "[MED", "[SM")

@@ -25,9 +25,8 @@ from torch.utils.data import Subset
 from tqdm import tqdm
 
 from spikessm.data.cache import cached
-from spikessm.data.common import bad_line, find_data, random_split
+from spikessm.data.common import LRA_SOURCE, bad_line, find_data, random_split
 from spikessm.data.images import ImageSequences
-from spikessm.data.lra import LRA_SOURCE
 from spikessm.data.registry import Splits, Task, register
 from spikessm.errors import UserError
 

@@ -14,9 +14,8 @@ import numpy as np
 
 from spikessm.data.cache import cached
 from spikessm.data.collate import pad_collate
-from spikessm.data.common import (BYTE_OFFSET, BYTE_VOCAB_NOTE, BYTE_VOCAB_SIZE, TokenSequences, bad_line,
-                                  find_data, pack)
-from spikessm.data.lra import LRA_SOURCE
+from spikessm.data.common import (BYTE_OFFSET, BYTE_VOCAB_NOTE, BYTE_VOCAB_SIZE, LRA_SOURCE, TokenSequences,
+                                  bad_line, find_data, pack)
 from spikessm.data.registry import Splits, Task, register
 
 FILES = {"train": "new_aan_pairs.train.tsv", "val": "new_aan_pairs.eval.tsv",
