@@ -60,6 +60,8 @@ def test_psmnist_is_one_fixed_permutation(tmp_path):
     order = torch.randperm(784, generator=torch.Generator().manual_seed(images.PERMUTATION_SEED))
     for i in range(3):
         assert torch.equal(permuted.test[i][0], plain.test[i][0][order])
+    restored = pickle.loads(pickle.dumps(permuted.train))  # DataLoader workers get a copy
+    assert torch.equal(restored[0][0], permuted.train[0][0])
     assert not torch.equal(permuted.test[0][0], plain.test[0][0])
 
 

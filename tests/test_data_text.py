@@ -1,4 +1,6 @@
 """Language modelling: wikitext103 and chars, chunked into (x, next tokens)."""
+import pickle
+
 import pytest
 import torch
 
@@ -33,7 +35,7 @@ def write_wikitext(root):
     folder.mkdir()
     (folder / "wiki.train.tokens").write_text(" = Cats = \n \n the cat sat on the mat . \n the <unk> sat . \n")
     (folder / "wiki.valid.tokens").write_text(" the dog sat . \n")
-    (folder / "wiki.test.tokens").write_text(" the cat . \n")
+    (folder / "wiki.test.tokens").write_text(" the cat sat . \n")
 
 
 def test_wikitext_vocabulary_eos_and_chunks(tmp_path):
@@ -56,6 +58,8 @@ def test_wikitext_vocabulary_eos_and_chunks(tmp_path):
     assert splits.info["unknown_words_val"] == 1 and splits.info["unknown_words_test"] == 0
     with pytest.raises(IndexError):
         splits.train[len(splits.train)]
+    restored = pickle.loads(pickle.dumps(splits.train))  # DataLoader workers get a copy
+    assert torch.equal(restored[1][1], splits.train[1][1])
 
 
 def test_wikitext_missing(tmp_path):
@@ -92,6 +96,9 @@ def test_chars_errors(tmp_path):
         load("chars", None)
     with pytest.raises(UserError, match="no text file"):
         load("chars", None, path=str(tmp_path / "absent.txt"))
+    (tmp_path / "short.txt").write_text("too short for 512 characters per chunk\n" * 20)
+    with pytest.raises(UserError, match="val split has 39 tokens, too few"):
+        load("chars", None, path=str(tmp_path / "short.txt"))
     (tmp_path / "latin1.txt").write_bytes("café".encode("latin-1"))
     with pytest.raises(UserError, match="latin1.txt: not UTF-8"):
         load("chars", None, path=str(tmp_path / "latin1.txt"))

@@ -129,13 +129,13 @@ def _info(args) -> int:
     splits = task.load(parse_options(task, args.set), resolve_data_dir(args.data_dir))
     print(f"task      {task.name}: {task.description} ({task.kind})")
     print("splits    " + ", ".join(f"{name} {len(getattr(splits, name))}" for name in ("train", "val", "test")))
-    x, y = splits.train[0]
     lengths = _lengths(splits.train)
     if lengths is not None:
         per = " per document" if lengths.dim() == 2 else ""
         print(f"length    {int(lengths.max())} max, {lengths.float().mean():.0f} mean{per} (train; "
               f"batches are padded)")
     else:
+        x, y = splits.train[0]
         print(f"sample    x {tuple(x.shape)} {str(x.dtype).removeprefix('torch.')}, "
               f"y {tuple(torch.as_tensor(y).shape)}")
     info = dict(splits.info)

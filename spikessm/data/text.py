@@ -73,7 +73,11 @@ def _lines_of_words(path: Path) -> Iterator[list[str]]:
 def _lm_splits(streams: dict, seq_len: int, vocab: list[str], info: dict) -> Splits:
     if seq_len < 1:
         raise UserError(f"data.seq_len must be positive, got {seq_len}")
-    return Splits(**{split: LMChunks(streams[split], seq_len) for split in ("train", "val", "test")},
+    for split, stream in streams.items():
+        if len(stream) <= seq_len:
+            raise UserError(f"the {split} split has {len(stream)} tokens, too few for one chunk of "
+                            f"data.seq_len={seq_len} (+1 for the targets); lower data.seq_len")
+    return Splits(**{split: LMChunks(stream, seq_len) for split, stream in streams.items()},
                   n_classes=len(vocab), vocab_size=len(vocab), info={"vocab": vocab, **info})
 
 

@@ -33,6 +33,7 @@ STALL_BATCHES = 50
 
 
 def evaluate(op: str, args: list[int]) -> int:
+    """The value of operator ``op`` applied to digits ``args``."""
     if op == "[MIN":
         return min(args)
     if op == "[MAX":

@@ -77,8 +77,8 @@ def decode_images(folder: Path, paths: list[str], resolution: int) -> np.ndarray
 
 
 def _read_folder(folder: Path, resolution: int, difficulty: str, rows: list[tuple[str, int]]) -> dict:
-    blacklisted = {relative for relative, _ in rows if f"pathfinder{resolution}/{difficulty}/{relative}" in BLACKLIST}
-    rows = [row for row in rows if row[0] not in blacklisted]
+    blacklisted = [row for row in rows if f"pathfinder{resolution}/{difficulty}/{row[0]}" in BLACKLIST]
+    rows = [row for row in rows if row not in blacklisted]
     pixels = decode_images(folder, [relative for relative, _ in rows], resolution)
     keep = pixels.max(axis=1) > 0
     return {"pixels": torch.from_numpy(pixels[keep]),
@@ -99,14 +99,15 @@ def read_pathfinder(task: str, resolution: int, options: dict, data_dir: Path | 
     sources = [*(folder / "metadata").glob("*.npy"), *(folder / relative for relative, _ in rows)]
     data = cached(f"pathfinder{resolution}", folder, sources, {"difficulty": difficulty},
                   lambda: _read_folder(folder, resolution, difficulty, rows))
-    dropped = {f"dropped_{why}": n for why, n in data["dropped"].items() if n}
+    dropped = {why: n for why, n in data["dropped"].items() if n}
     if dropped:
-        log.warning("%s: dropped %s", folder, ", ".join(f"{n} {why} image(s)" for why, n in data["dropped"].items() if n))
+        log.warning("%s: dropped %s", folder, ", ".join(f"{n} {why} image(s)" for why, n in dropped.items()))
     dataset = ImageSequences(data["pixels"].unsqueeze(-1), data["labels"], mean=(0.5,), std=(0.5,))
     seed = int(options["split_seed"])
     return Splits(*(Subset(dataset, part) for part in random_split(len(dataset), FRACTIONS, seed)),
                   n_classes=2, d_input=1,
-                  info={"source": str(folder), "images": len(dataset), **dropped,
+                  info={"source": str(folder), "images": len(dataset),
+                        **{f"dropped_{why}": n for why, n in dropped.items()},
                         "val": f"random 80/10/10 split of all images (seed {seed})"})
 
 
