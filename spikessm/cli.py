@@ -93,6 +93,14 @@ def cmd_eval(args) -> int:
     return 0
 
 
+def cmd_report(args) -> int:
+    from spikessm.report import make_report
+
+    path = make_report(args.run_dir, args.out, args.data_dir, args.sample)
+    print(f"report written to {path} (figures beside it)")
+    return 0
+
+
 def cmd_stream(args) -> int:
     from spikessm.streaming import stream_checkpoint
 
@@ -193,6 +201,13 @@ def build_parser() -> Parser:
     p.add_argument("--data-dir")
     p.add_argument("--device", default="auto")
     p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("report", help="figures and a Markdown report of a finished training run")
+    p.add_argument("run_dir", help="the --out directory of `spikessm train`")
+    p.add_argument("--out", help="where to write report.md and the PNGs (default RUN_DIR/report)")
+    p.add_argument("--sample", type=int, default=0, help="test sample shown in the spike raster (default 0)")
+    p.add_argument("--data-dir")
+    p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("stream", help="classify test sequences one time step at a time (recurrent mode)")
     p.add_argument("checkpoint")
