@@ -4,7 +4,7 @@ A task knows its nominal shape (for ``spikessm tasks``) and how to load its thre
 returns :class:`Splits`, whose datasets yield ``(x, y)`` pairs:
 
 - ``kind="classify"``:  x float ``(L, d_input)`` or token ids ``(L,)``; y a class index.
-- ``kind="retrieval"``: x token ids ``(2, L)`` (the two documents); y a class index.
+- ``kind="retrieval"``: x a pair (tuple) of 1-D token-id tensors (the two documents); y a class index.
 - ``kind="lm"``:        x token ids ``(L,)``; y the next tokens ``(L,)``.
 
 Batches are ``(x, y, lengths)`` (see :mod:`spikessm.data.collate`), so that models can ignore padding.
