@@ -27,6 +27,11 @@ from numba.extending import overload
 from spikessm.errors import UserError
 from spikessm.neurons.surrogates import SURROGATE_DERIVATIVES
 
+# numba's OpenMP threading layer leaves its workers spinning after a kernel: torch operations that followed
+# ran several times slower (measured). The workqueue layer's workers sleep. Only if the user chose none.
+if numba.config.THREADING_LAYER == "default":
+    numba.config.THREADING_LAYER = "workqueue"
+
 # Neurons per thread in lockstep (see above); compile-time constants, so the lane loops unroll.
 FORWARD_BLOCK = 4
 BACKWARD_BLOCK = 8
