@@ -1,4 +1,6 @@
 """``spikessm report``: the figures and report.md of a small spiking run and of an ANN run."""
+import importlib.util
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -48,3 +50,8 @@ def test_report_of_an_ann_run_skips_the_spiking_figures(tmp_path):
 def test_report_of_an_unfinished_run_is_a_user_error(tmp_path, capsys):
     assert main(["report", str(tmp_path)]) == 2
     assert "no summary.json" in capsys.readouterr().err
+
+
+def test_tensorboard_events_exactly_when_the_package_is_installed(spiking_run):
+    installed = importlib.util.find_spec("tensorboard") is not None  # the extra spikessm[tensorboard]
+    assert bool(list((spiking_run / "tensorboard").glob("events.out.tfevents.*"))) == installed

@@ -94,7 +94,7 @@ def loss_and_hits(model, kind: str, x, y, lengths):
         flat_logits, flat_y = logits[mask], y[mask]
     else:
         flat_logits, flat_y = logits, y
-    loss = F.cross_entropy(flat_logits.float(), flat_y, reduction="sum")
+    loss = F.cross_entropy(flat_logits, flat_y, reduction="sum")  # float32 under autocast too
     hits = (flat_logits.argmax(-1) == flat_y).sum()
     return loss, hits, flat_y.numel()
 
@@ -113,6 +113,7 @@ def evaluate(model, loader, kind: str, device, ctx: Context = Context(), bf16: b
             with autocast(device, bf16):
                 loss, hits, n = loss_and_hits(model, kind, x.to(device), y.to(device), lengths)
             total_loss, total_hits, total = total_loss + loss.item(), total_hits + hits.item(), total + n
+    # Add up the sums of all processes; the recorder then reports rates over all their spikes.
     layers = list(recorder.layers)
     sums = distributed.sum_across(ctx, [total_loss, total_hits, total, *(recorder.spikes[k] for k in layers),
                                         *(recorder.counts[k] for k in layers)], device)
@@ -200,7 +201,8 @@ def build_run(cfg: dict, out: Path, ctx: Context, device: torch.device, progress
     task, splits = load_data(cfg)
     model = build_model(cfg["model"], splits, task.kind).to(device)
     ddp_model = distributed.wrap(model, ctx, device)
-    seed_everything(cfg["seed"] + ctx.rank)  # each process draws its own dropout masks and spikes
+    if ctx.rank:  # each process draws its own dropout masks and spikes; rank 0 goes on as one process would
+        seed_everything(cfg["seed"] + ctx.rank)
     sampler = EpochSampler(splits.train, ctx, cfg["seed"])
     train_loader = make_loader(splits.train, splits, tcfg["batch_size"], cfg, sampler)
     val_loader = make_loader(distributed.shard(splits.val, ctx), splits, tcfg["eval_batch_size"], cfg)
@@ -336,8 +338,11 @@ def train_epoch(run: Run, state: State, stop: StopOnSignal) -> None:
         optimizer_step(run, skip=nonfinite_everywhere > 0)
         state.epoch_totals[3] += nonfinite  # summed over processes when the epoch ends
         state.batches_done, nonfinite = index + 1, 0
+        # every checkpoint_every optimizer steps (counted by the scheduler's last_epoch), but not at
+        # the epoch's end, which saves anyway
         every = tcfg["checkpoint_every"]
-        if stopping or (every and run.scheduler.last_epoch % every == 0):  # last_epoch counts steps
+        periodic = every and run.scheduler.last_epoch % every == 0 and index + 1 < total
+        if stopping or periodic:
             save_last(run, state)
         if stopping:
             bar.close()
@@ -389,8 +394,8 @@ def finish(run: Run, state: State) -> dict:
         "test_loss": test["loss"],
         "firing_rate": test["firing_rate"], "firing_rates": test["firing_rates"],
         "energy": test["energy"], "layers": test["layers"],
-        "params": run.n_params, "train_seconds": sum(r["seconds"] for r in state.rows), "epochs": cfg["train"]["epochs"],
-        "seed": cfg["seed"], "world_size": run.ctx.world_size, "best_checkpoint": str(run.out / "best.pt"),
+        "params": run.n_params, "train_seconds": sum(r["seconds"] for r in state.rows),
+        "epochs": cfg["train"]["epochs"], "seed": cfg["seed"], "world_size": run.ctx.world_size, "best_checkpoint": str(run.out / "best.pt"),
     }
     if run.ctx.is_main:
         write_text_atomic(run.out / "summary.json", json.dumps(summary, indent=2) + "\n")
