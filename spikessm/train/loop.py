@@ -437,6 +437,7 @@ def resume(run_dir: str | Path, data_dir: str | None = None, progress: bool = Tr
 
 
 def _run(cfg: dict, out: Path, progress: bool, ckpt: dict | None = None) -> dict:
+    """Train from scratch, or on from the state in ``ckpt`` (a last.pt), then test and summarise."""
     ctx = distributed.context_from_env()
     device = resolve_device(cfg["train"]["device"], ctx)
     state = State.from_checkpoint(ckpt, ctx) if ckpt else State()
@@ -447,8 +448,9 @@ def _run(cfg: dict, out: Path, progress: bool, ckpt: dict | None = None) -> dict
         cleanup.callback(run.log.close)
         if ckpt:
             load_training_state(run, ckpt)  # after building, which draws from the RNG
-            run.log.info(f"spikessm: resuming at epoch {state.epochs_done + 1}, after step "
-                         f"{state.batches_done}/{run.batches_per_epoch}")
+            run.log.info(f"spikessm: resuming at epoch {state.epochs_done + 1}, after step {state.batches_done}/"
+                         f"{run.batches_per_epoch}" if state.epochs_done < cfg["train"]["epochs"] else
+                         "spikessm: every epoch is done already; testing best.pt again")
         with StopOnSignal() as stop:
             while state.epochs_done < cfg["train"]["epochs"]:
                 train_epoch(run, state, stop)
