@@ -8,7 +8,7 @@ Reads the run's summary.json, metrics.jsonl and best.pt, and writes into ``RUN_D
   energy.png   energy per sample and layer, the spiking model beside its ANN equivalent
   report.md    the figures with the summary numbers and the per-layer table
 
-Needs matplotlib (``pip install spikessm[report]``); it draws off-screen (the Agg backend).
+Drawn with matplotlib off-screen (the Agg backend).
 """
 from __future__ import annotations
 
@@ -28,11 +28,9 @@ from spikessm.train.loop import load_data, seed_everything
 
 
 def _pyplot():
-    try:
-        import matplotlib
-    except ImportError:
-        raise UserError("spikessm report draws with matplotlib: pip install 'spikessm[report]'") from None
-    matplotlib.use("Agg")
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only: no display needed
     import matplotlib.pyplot as plt
 
     return plt
