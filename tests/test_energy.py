@@ -39,6 +39,9 @@ def test_hand_computed_counts():
     assert total["mac"] == 6 + 54 + 6 and total["ac"] == 12
     assert total["energy_j"] == pytest.approx(66 * 4.6e-12 + 12 * 0.9e-12)
     assert total["ann_energy_j"] == pytest.approx((66 + 24) * 4.6e-12)
+    # SpikingSSMs' convention counts the feature mixing only: the GLU's 6 MACs and 12 ACs
+    assert total["mixing_energy_j"] == pytest.approx(6 * E_MAC + 12 * E_AC)
+    assert total["mixing_ann_energy_j"] == pytest.approx((6 + 24) * E_MAC)
 
 
 def test_ann_model_energy_equals_its_ann_equivalent():
