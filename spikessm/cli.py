@@ -132,19 +132,25 @@ def cmd_bench_neurons(args) -> int:
 def cmd_sdn_train(args) -> int:
     from spikessm.neurons.sdn import train_sdn
 
-    result = train_sdn(args.out, tau=args.tau, samples=args.samples, length=args.length,
-                       epochs=args.epochs, batch_size=args.batch_size, seed=args.seed)
+    chosen = {key: value for key, value in vars(args).items()
+              if key in ("tau", "samples", "length", "epochs", "batch_size", "lr", "polish_iterations", "seed")
+              and value is not None}  # unset options keep train_sdn's defaults
+    result = train_sdn(args.out, **chosen)
     print(json.dumps(result, indent=2))
     return 0
 
 
 def cmd_sdn_eval(args) -> int:
-    from spikessm.neurons.sdn import WEIGHTS, evaluate_sdn, load_sdn
+    from spikessm.neurons.sdn import EVAL_SEED, WEIGHTS, evaluate_baselines, evaluate_sdn, load_sdn
 
     net = load_sdn(args.weights or WEIGHTS)
+    seed = EVAL_SEED if args.seed is None else args.seed
     for tau in args.tau or [float(net.tau)]:
-        result = evaluate_sdn(net, tau=tau, n=args.n, length=args.length, seed=args.seed)
-        print(json.dumps({"tau": tau, **result}))
+        result = evaluate_sdn(net, tau=tau, n=args.n, length=args.length, seed=seed)
+        print(json.dumps({"tau": tau, "method": "sdn", **result}))
+        if args.baselines:
+            for name, base in evaluate_baselines(tau=tau, n=args.n, length=args.length, seed=seed).items():
+                print(json.dumps({"tau": tau, "method": name, **base}))
     return 0
 
 
@@ -232,19 +238,25 @@ def build_parser() -> Parser:
         dest="sdn", metavar="{train,eval}", parser_class=Parser, required=True)
     p = sdn.add_parser("train", help="train an SDN on N(0,1) inputs against the exact LIF")
     p.add_argument("--out", required=True, help="where to write the state dict (.pt)")
-    p.add_argument("--tau", type=float, default=0.125)
-    p.add_argument("--samples", type=positive_int, default=20000)
-    p.add_argument("--length", type=positive_int, default=1024)
-    p.add_argument("--epochs", type=positive_int, default=4)
-    p.add_argument("--batch-size", type=positive_int, default=4)
-    p.add_argument("--seed", type=int, default=0)
+    # Defaults (None here) are train_sdn's: tau 0.125, 40000 sequences of 1024, 4 epochs of batch 4,
+    # lr 0.003, 600 L-BFGS iterations, seed 0.
+    p.add_argument("--tau", type=float, help="LIF leak to imitate (default 0.125)")
+    p.add_argument("--samples", type=positive_int, help="N(0,1) training sequences (default 40000)")
+    p.add_argument("--length", type=positive_int, help="steps per sequence (default 1024)")
+    p.add_argument("--epochs", type=positive_int, help="AdamW epochs (default 4)")
+    p.add_argument("--batch-size", type=positive_int, help="default 4")
+    p.add_argument("--lr", type=float, help="AdamW learning rate (default 0.003)")
+    p.add_argument("--polish-iterations", type=int, help="L-BFGS iterations after AdamW (default 600)")
+    p.add_argument("--seed", type=int)
     p.set_defaults(func=cmd_sdn_train)
     p = sdn.add_parser("eval", help="per-step spike accuracy, precision and recall against the exact LIF")
     p.add_argument("weights", nargs="?", help="a state dict from `sdn train` (default: the shipped one)")
     p.add_argument("--tau", type=float, nargs="+", help="LIF taus to compare with (default: the net's)")
     p.add_argument("--n", type=positive_int, default=2000, help="sequences")
     p.add_argument("--length", type=positive_int, default=1024)
-    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--seed", type=int, help="input seed (default 12345, unlike training's 0)")
+    p.add_argument("--baselines", action="store_true",
+                   help="also score the network-free guesses: LIF without reset, and no memory at all")
     p.set_defaults(func=cmd_sdn_eval)
 
     from spikessm.data.commands import add_data_commands
