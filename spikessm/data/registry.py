@@ -12,11 +12,12 @@ Batches are ``(x, y, lengths)`` (see :mod:`spikessm.data.collate`), so that mode
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
-from torch.utils.data import Dataset
+import torch
+from torch.utils.data import Dataset, Subset
 
 from spikessm.errors import UserError
 
@@ -69,6 +70,26 @@ class Task:
         """Empty splits with this task's nominal shapes: enough to build a model."""
         return Splits(train=None, val=None, test=None, n_classes=self.n_classes or (self.vocab_size or 1),
                       d_input=self.d_input, vocab_size=self.vocab_size)
+
+
+# Config keys every task has (``data.<key>``), beside the task's own options. 0 = the whole split.
+COMMON_DATA_OPTIONS = {"dir": None, "train_samples": 0, "eval_samples": 0}
+
+
+def subsample(splits: Splits, train_samples: int, eval_samples: int) -> Splits:
+    """``splits`` with train cut to ``train_samples`` and val and test each to ``eval_samples`` (0 = all).
+
+    The subset is a fixed random draw (seed 0, independent of the run's seed), sorted, so every model
+    and seed trained with the same numbers sees the same examples: equal budgets on a small machine.
+    """
+    def cut(dataset: Dataset, n: int) -> Dataset:
+        if not n or n >= len(dataset):
+            return dataset
+        keep = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(0))[:n].sort().values
+        return Subset(dataset, keep.tolist())
+
+    return replace(splits, train=cut(splits.train, train_samples), val=cut(splits.val, eval_samples),
+                   test=cut(splits.test, eval_samples))
 
 
 TASKS: dict[str, Task] = {}

@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from spikessm.data.registry import get_task
+from spikessm.data.registry import COMMON_DATA_OPTIONS, get_task
 from spikessm.errors import UserError
 from spikessm.models.registry import model_defaults
 
@@ -48,6 +48,7 @@ CHECKS = {
     ("train", "warmup_epochs"): NON_NEGATIVE, ("train", "grad_clip"): NON_NEGATIVE,
     ("train", "num_workers"): NON_NEGATIVE, ("train", "threads"): NON_NEGATIVE,
     ("train", "accumulate"): POSITIVE, ("train", "checkpoint_every"): NON_NEGATIVE,
+    ("data", "train_samples"): NON_NEGATIVE, ("data", "eval_samples"): NON_NEGATIVE,
     ("model", "d_model"): POSITIVE, ("model", "n_layers"): POSITIVE,
     ("model", "dropout"): lambda v: None if 0 <= v < 1 else "must be in [0, 1)",
 }
@@ -80,7 +81,7 @@ def defaults(task: str, model: str) -> dict:
         "task": task,
         "seed": 0,
         "model": model_defaults(model),
-        "data": {"dir": None, **get_task(task).options},
+        "data": {**COMMON_DATA_OPTIONS, **get_task(task).options},
         "train": dict(TRAIN_DEFAULTS),
     }
 

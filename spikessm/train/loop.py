@@ -34,7 +34,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from spikessm.data.collate import stack_collate
-from spikessm.data.registry import get_task, resolve_data_dir
+from spikessm.data.registry import COMMON_DATA_OPTIONS, get_task, resolve_data_dir, subsample
 from spikessm.errors import UserError
 from spikessm.metrics.energy import energy_summary, layer_operations
 from spikessm.metrics.firing import FiringRecorder
@@ -70,8 +70,10 @@ def resolve_device(name: str, ctx: Context = Context()) -> torch.device:
 def load_data(cfg: dict):
     """(task, splits) for a config."""
     task = get_task(cfg["task"])
-    options = {k: v for k, v in cfg["data"].items() if k != "dir"}
-    return task, task.load(options, resolve_data_dir(cfg["data"]["dir"]))
+    data = cfg["data"]
+    options = {k: v for k, v in data.items() if k not in COMMON_DATA_OPTIONS}
+    splits = task.load(options, resolve_data_dir(data["dir"]))
+    return task, subsample(splits, data.get("train_samples", 0), data.get("eval_samples", 0))
 
 
 def make_loader(dataset, splits, batch_size: int, cfg: dict, sampler=None) -> DataLoader:
