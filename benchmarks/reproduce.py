@@ -2,6 +2,8 @@
 
     python benchmarks/reproduce.py --tasks sdigits psdigits --seeds 0 1 2 --epochs 10 \
         --out docs/RESULTS.md
+    python benchmarks/reproduce.py --tasks listops --preset small/listops --epochs 5 \
+        --set data.dir=data/listops-small --section results-listops
 
 Each (model, task, seed) is one `spikessm train` run into runs/reproduce/<task>/<model>/seed<S>;
 runs that already have a summary.json are reused, so an interrupted sweep continues where it
@@ -24,8 +26,9 @@ MODELS = ["s4d", "binary-s4d", "binary-s4d-gsu", "s4d-gsu", "spikingssm"]
 
 
 def run(task: str, model: str, seed: int, epochs: int, extra: list[str], root: Path) -> dict:
-    """The run's summary, with the energy rows re-counted from its best checkpoint (so runs made
-    before a change to the energy rules are counted by the current ones)."""
+    """One run's summary (extra: more `spikessm train` arguments), with the energy rows re-counted
+    from its best checkpoint (so runs made before a change to the energy rules are counted by the
+    current ones)."""
     out = root / task / model / f"seed{seed}"
     summary = out / "summary.json"
     if not summary.exists():
@@ -79,18 +82,20 @@ def main() -> int:
     parser.add_argument("--models", nargs="+", default=MODELS)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--preset", help="a preset for every run (without a model name, e.g. small/listops)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="passed to every run (e.g. data.dir=... or train.threads=1)")
     parser.add_argument("--runs", type=Path, default=Path("runs/reproduce"))
     parser.add_argument("--out", type=Path, default=Path("docs/RESULTS.md"))
     parser.add_argument("--section", default="results-small")
     args = parser.parse_args()
-    extra = [a for s in args.set for a in ("--set", s)]
+    extra = (["--preset", args.preset] if args.preset else []) + [a for s in args.set for a in ("--set", s)]
     start = time.time()
     results = {t: {m: [run(t, m, s, args.epochs, extra, args.runs) for s in args.seeds] for m in args.models}
                for t in args.tasks}
     command = " ".join(["python benchmarks/reproduce.py", "--tasks", *args.tasks, "--models", *args.models,
                         "--seeds", *map(str, args.seeds), "--epochs", str(args.epochs),
+                        *(["--preset", args.preset] if args.preset else []),
                         *[f"--set {s}" for s in args.set], "--section", args.section])
     body = (f"Command: `{command}` ({time.strftime('%Y-%m-%d')}, {len(args.seeds)} seeds, "
             f"{time.time() - start:.0f} s for the runs not already on disk)\n\n"
