@@ -66,7 +66,7 @@ def cmd_train(args) -> int:
             print(f"spikessm: {stop}", file=sys.stderr)
         return stop.exit_code
     if context_from_env().is_main:
-        print(json.dumps({k: summary[k] for k in ("task", "model", "test_accuracy", "test_ppl",
+        print(json.dumps({k: summary[k] for k in ("task", "model", "test_accuracy", "test_ppl", "test_bpc",
                                                  "firing_rate", "params", "train_seconds") if k in summary}))
     return 0
 
@@ -85,7 +85,8 @@ def cmd_eval(args) -> int:
     print(f"{'total':<12} {'':>8} {e['mac']:>12.4g} {e['ac']:>12.4g} {e['energy_j']:>12.4g} "
           f"{e['ann_energy_j']:>12.4g}")
     if "ppl" in result:
-        print(f"test loss {result['loss']:.4f}  test ppl {result['ppl']:.4f}")
+        bpc = f"  test bpc {result['bpc']:.4f}" if "bpc" in result else ""
+        print(f"test loss {result['loss']:.4f}  test ppl {result['ppl']:.4f}{bpc}")
     else:
         print(f"test loss {result['loss']:.4f}  test accuracy {result['accuracy']:.4f}")
     if result["firing_rate"] is not None:

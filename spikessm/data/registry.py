@@ -59,6 +59,8 @@ class Task:
     # for data-dependent vocabularies a typical size).
     d_input: int | None = 1
     vocab_size: int | None = None
+    # Language modelling over characters: results also give bits per character (NLL / ln 2).
+    char_level: bool = False
 
     def __post_init__(self):
         if self.kind not in KINDS:

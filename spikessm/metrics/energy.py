@@ -51,6 +51,10 @@ def layer_operations(model: SequenceModel, seq_len: int, rates: dict[str, float]
         mac = norm_mac + ssm_mac + neuron_mac + mix_mac
         rows.append(_row(f"blocks.{i}", mac, mix_ac, norm_mac + ssm_mac + neuron_mac + ann_mix, rate,
                          (mix_mac, mix_ac, ann_mix)))
+    # Every linear map of the decoder. An adaptive softmax's are its head (H x (cutoffs[0] + clusters))
+    # and each tail cluster's two projections: together the whole next-token distribution, which
+    # is what the plain decoder's count means too. (Scoring a known target costs less: the head
+    # and the target's cluster only.)
     dec_mac = sum(m.in_features * m.out_features for m in model.decoder.modules()
                   if isinstance(m, nn.Linear))
     dec_mac *= L if model.kind == "lm" else 1

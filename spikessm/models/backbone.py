@@ -5,7 +5,11 @@ One class for every task kind:
 - classify:  (B, L, d_input) floats or (B, L) ids -> logits (B, classes), pooled over valid steps
 - retrieval: (B, 2, L) ids -> both documents encoded by the same stack, pooled to a and b, then
   MLP([a, b, a*b, a-b]) -> logits (B, classes) (the two-tower head of LRA and S4)
-- lm:        (B, L) ids -> next-token logits (B, L, vocab); causal blocks only
+- lm:        (B, L) ids -> next-token scores (B, L, vocab); causal blocks only. The decoder is a
+  linear map to logits, or with ``adaptive_cutoffs`` torch's adaptive softmax (Grave et al. 2017,
+  "Efficient softmax approximation for GPUs"), whose scores are log-probabilities. Training asks
+  for the targets' log-likelihoods instead (``forward(x, lengths, targets)``), which the adaptive
+  softmax computes without building the whole (B, L, vocab) distribution.
 """
 from __future__ import annotations
 
@@ -19,6 +23,24 @@ from spikessm.errors import UserError
 
 NORMS = ("batch", "layer", "none")
 POOLS = ("mean", "last")
+
+
+def cutoffs_problem(cutoffs, vocab_size: int | None = None) -> str | None:
+    """Why ``cutoffs`` cannot split ``vocab_size`` token ids into adaptive-softmax clusters, or None.
+
+    The head predicts ids ``[0, cutoffs[0])`` and one entry per cluster; cluster i holds ids
+    ``[cutoffs[i], cutoffs[i+1])``, the last one up to the vocabulary's end.
+    """
+    if not isinstance(cutoffs, (list, tuple)) or not all(isinstance(c, int) and not isinstance(c, bool)
+                                                         for c in cutoffs):
+        return "must be a list of integers, e.g. [20000, 40000, 200000]"
+    if any(c <= 0 for c in cutoffs):
+        return "must all be > 0"
+    if any(b <= a for a, b in zip(cutoffs, cutoffs[1:])):
+        return "must be strictly increasing"
+    if vocab_size is not None and cutoffs and cutoffs[-1] >= vocab_size:
+        return f"must all be < the vocabulary size ({vocab_size})"
+    return None
 
 
 class Norm(nn.Module):
@@ -43,18 +65,25 @@ class SequenceModel(nn.Module):
     Each layer is ``x + dropout(block(norm(x)))`` (prenorm) or ``norm(x + dropout(block(x)))``
     (postnorm; the norm is really applied, unlike the SpikingSSMs reference code, which computes it
     and drops the result).
+
+    ``adaptive_cutoffs`` (language modelling only; None or empty: a plain linear decoder) makes the
+    decoder ``nn.AdaptiveLogSoftmaxWithLoss(d_model, vocab, cutoffs, div_value)``: tail cluster i
+    projects to ``d_model // div_value**(i+1)`` features first. No biases (torch's default, as in
+    fairseq). It assumes ids ordered by decreasing frequency, as wikitext103's vocabulary is.
     """
 
     def __init__(self, make_block: Callable[[int], nn.Module], *, kind: str, n_classes: int,
                  d_model: int = 64, n_layers: int = 4, d_input: int | None = None,
                  vocab_size: int | None = None, norm: str = "batch", prenorm: bool = False,
-                 dropout: float = 0.0, pool: str = "mean"):
+                 dropout: float = 0.0, pool: str = "mean", adaptive_cutoffs: list[int] | None = None,
+                 adaptive_div_value: float = 4.0):
         super().__init__()
         if (d_input is None) == (vocab_size is None):
             raise ValueError("give exactly one of d_input (real-valued input) and vocab_size (token ids)")
         if pool not in POOLS:
             raise UserError(f"unknown pool {pool!r}; choose one of: {', '.join(POOLS)}")
-        self.kind, self.pool, self.prenorm = kind, pool, prenorm
+        self.kind, self.pool, self.prenorm, self.d_model = kind, pool, prenorm, d_model
+        self.adaptive_softmax = bool(adaptive_cutoffs)
         self.encoder = nn.Embedding(vocab_size, d_model) if vocab_size else nn.Linear(d_input, d_model)
         self.blocks = nn.ModuleList(make_block(d_model) for _ in range(n_layers))
         self.norms = nn.ModuleList(Norm(norm, d_model) for _ in range(n_layers))
@@ -62,6 +91,21 @@ class SequenceModel(nn.Module):
         if kind == "retrieval":
             self.decoder = nn.Sequential(nn.Linear(4 * d_model, d_model), nn.GELU(),
                                          nn.Linear(d_model, n_classes))
+        elif self.adaptive_softmax:
+            if kind != "lm":
+                raise UserError(f"model.adaptive_softmax_cutoffs is for language modelling; this task is {kind}")
+            problem = cutoffs_problem(adaptive_cutoffs, n_classes)
+            if problem:
+                raise UserError(f"model.adaptive_softmax_cutoffs={adaptive_cutoffs!r} {problem}")
+            if not adaptive_div_value > 0:
+                raise UserError(f"model.adaptive_softmax_div_value={adaptive_div_value!r} must be > 0")
+            n = len(adaptive_cutoffs)
+            if int(d_model // adaptive_div_value ** n) < 1:  # the last cluster's width, as torch computes it
+                raise UserError(f"model.adaptive_softmax_div_value={adaptive_div_value!r} leaves the last of {n} "
+                                f"clusters no features (d_model {d_model} // {adaptive_div_value}^{n}); lower it, "
+                                "use fewer cut-offs or a larger model.d_model")
+            self.decoder = nn.AdaptiveLogSoftmaxWithLoss(d_model, n_classes, list(adaptive_cutoffs),
+                                                         div_value=adaptive_div_value)
         else:
             self.decoder = nn.Linear(d_model, n_classes)
         if kind == "lm" and any(getattr(b.ssm, "bidirectional", False) for b in self.blocks):
@@ -88,9 +132,53 @@ class SequenceModel(nn.Module):
         mask = (torch.arange(L, device=feats.device) < lengths.unsqueeze(-1)).to(feats.dtype)
         return (feats * mask.unsqueeze(1)).sum(-1) / lengths.unsqueeze(-1).to(feats.dtype)
 
-    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+    def scores(self, h: torch.Tensor) -> torch.Tensor:
+        """Next-token scores ``(..., vocab)`` of features ``(..., H)``: logits, or log-probabilities
+        with the adaptive softmax (either way, their softmax is the predicted distribution)."""
+        if not self.adaptive_softmax:
+            return self.decoder(h)
+        with self._no_autocast(h):
+            return self.decoder.log_prob(self._as_decoder(h.reshape(-1, h.shape[-1]))).view(*h.shape[:-1], -1)
+
+    @staticmethod
+    def _no_autocast(h: torch.Tensor):
+        """Torch's adaptive softmax mixes dtypes under autocast on the CPU (its index_copy_ then
+        fails), so it runs in the weights' precision."""
+        return torch.autocast(h.device.type, enabled=False)
+
+    def _as_decoder(self, h: torch.Tensor) -> torch.Tensor:
+        return h.to(self.decoder.head.weight.dtype)
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None,
+                targets: torch.Tensor | None = None):
+        """Logits ``(B, classes)``; for ``lm`` the scores ``(B, L, vocab)`` (see :meth:`scores`).
+
+        ``lm`` with ``targets`` ``(B, L)`` (the next ids) returns ``(nll, correct)`` instead, both
+        ``(N,)`` over the N positions within ``lengths`` in row-major order: each target's negative
+        log-likelihood (not bfloat16, also under autocast) and whether it was the most likely token.
+        Padding never reaches the decoder. Training calls this form, so that the loss is computed
+        inside ``forward`` (as DistributedDataParallel needs).
+        """
         if self.kind == "lm":
-            return self.decoder(self.features(x).transpose(1, 2))
+            feats = self.features(x).transpose(1, 2)  # (B, L, H)
+            if targets is None:
+                return self.scores(feats)
+            L = targets.shape[1]
+            if lengths is None:
+                lengths = torch.full((targets.shape[0],), L)
+            mask = torch.arange(L, device=targets.device) < lengths.to(targets.device).unsqueeze(-1)
+            h, y = feats[mask], targets[mask]
+            if self.adaptive_softmax:
+                with self._no_autocast(h):
+                    h = self._as_decoder(h)
+                    nll = -self.decoder(h, y).output
+                    with torch.no_grad():  # exact: a head winner is never beaten by a cluster's token
+                        predicted = self.decoder.predict(h)
+            else:
+                logits = self.decoder(h)
+                nll = F.cross_entropy(logits, y, reduction="none")  # float32 under autocast too
+                predicted = logits.argmax(-1)
+            return nll, predicted == y
         if self.kind == "retrieval":
             B = x.shape[0]
             both = self.pooled(self.features(x.flatten(0, 1)),
@@ -104,11 +192,11 @@ class SequenceModel(nn.Module):
     def initial_state(self, batch: int) -> dict:
         if self.kind == "retrieval":
             raise UserError("streaming is for classification and language modelling, not retrieval")
-        like = self.decoder.weight
+        like = self.encoder.weight  # dtype and device of the model
         return {"blocks": [b.initial_state(batch, like) for b in self.blocks],
                 # the discretised SSM parameters, computed once for the whole stream
                 "discrete": [b.ssm.kernel.discrete() for b in self.blocks],
-                "sum": torch.zeros(batch, self.decoder.in_features, dtype=like.dtype, device=like.device),
+                "sum": torch.zeros(batch, self.d_model, dtype=like.dtype, device=like.device),
                 "steps": 0}
 
     @torch.no_grad()
@@ -116,7 +204,8 @@ class SequenceModel(nn.Module):
         """One step: x_t ``(B, d_input)`` or ids ``(B,)`` -> (output ``(B, classes)``, state).
 
         For classification the output is the decoder applied to the pooled features so far; after
-        the last step it equals :meth:`forward` on the whole sequence. Call in eval mode.
+        the last step it equals :meth:`forward` on the whole sequence. For ``lm`` it is the next
+        token's scores (:meth:`scores`), equal to ``forward(x)[:, t]``. Call in eval mode.
         """
         x = self.encoder(x_t)
         states = []
@@ -126,5 +215,7 @@ class SequenceModel(nn.Module):
             states.append(s)
         steps = state["steps"] + 1
         total = state["sum"] + x
-        pooled = x if self.kind == "lm" or self.pool == "last" else total / steps
-        return self.decoder(pooled), {**state, "blocks": states, "sum": total, "steps": steps}
+        state = {**state, "blocks": states, "sum": total, "steps": steps}
+        if self.kind == "lm":
+            return self.scores(x), state
+        return self.decoder(x if self.pool == "last" else total / steps), state

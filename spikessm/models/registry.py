@@ -17,6 +17,9 @@ from spikessm.models.backbone import SequenceModel
 COMMON_OPTIONS: dict[str, Any] = {
     "d_model": 64, "n_layers": 4, "d_state": 64, "dt_min": 0.001, "dt_max": 0.1, "init": "lin",
     "bidirectional": False, "norm": "batch", "prenorm": False, "dropout": 0.0, "pool": "mean",
+    # Language modelling: adaptive softmax cluster boundaries (empty: a plain linear decoder) and the
+    # factor by which each further cluster's projection shrinks (see SequenceModel).
+    "adaptive_softmax_cutoffs": [], "adaptive_softmax_div_value": 4.0,
 }
 SSM_KEYS = ("d_state", "dt_min", "dt_max", "init", "bidirectional")
 
@@ -70,6 +73,9 @@ def build_model(options: dict[str, Any], splits: Splits, kind: str) -> SequenceM
         n_layers=options["n_layers"], d_input=splits.d_input, vocab_size=splits.vocab_size,
         norm=options["norm"], prenorm=options["prenorm"], dropout=options["dropout"],
         pool=options["pool"],
+        # .get: checkpoints saved before these options existed hold configs without them
+        adaptive_cutoffs=options.get("adaptive_softmax_cutoffs"),
+        adaptive_div_value=options.get("adaptive_softmax_div_value", 4.0),
     )
 
 

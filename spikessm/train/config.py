@@ -14,6 +14,7 @@ import yaml
 
 from spikessm.data.registry import COMMON_DATA_OPTIONS, get_task
 from spikessm.errors import UserError
+from spikessm.models.backbone import cutoffs_problem
 from spikessm.models.registry import model_defaults
 
 DEFAULT_TASK = "sdigits"
@@ -51,6 +52,9 @@ CHECKS = {
     ("data", "train_samples"): NON_NEGATIVE, ("data", "eval_samples"): NON_NEGATIVE,
     ("model", "d_model"): POSITIVE, ("model", "n_layers"): POSITIVE,
     ("model", "dropout"): lambda v: None if 0 <= v < 1 else "must be in [0, 1)",
+    # the bound by the vocabulary size is checked when the model is built (chars: it depends on the file)
+    ("model", "adaptive_softmax_cutoffs"): lambda v: None if v is None else cutoffs_problem(v),
+    ("model", "adaptive_softmax_div_value"): lambda v: None if v is not None and v > 0 else "must be > 0",
 }
 
 
@@ -160,4 +164,7 @@ def build_config(task: str | None = None, model: str | None = None, preset: str 
         problem = check(cfg[section][key])
         if problem:
             raise UserError(f"config key {section}.{key}={cfg[section][key]!r} {problem}")
+    kind = get_task(cfg["task"]).kind
+    if cfg["model"]["adaptive_softmax_cutoffs"] and kind != "lm":
+        raise UserError(f"model.adaptive_softmax_cutoffs is for language modelling; task {cfg['task']} is {kind}")
     return cfg

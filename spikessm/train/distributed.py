@@ -78,7 +78,10 @@ def wrap(model: nn.Module, ctx: Context, device: torch.device) -> nn.Module:
         return model
     if device.type == "cuda":
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
-    return nn.parallel.DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
+    # An adaptive softmax runs a tail cluster only for batches with targets in it, so some
+    # parameters may get no gradient in a step; DDP must be told to expect that.
+    return nn.parallel.DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None,
+                                               find_unused_parameters=getattr(model, "adaptive_softmax", False))
 
 
 def broadcast_from_main(ctx: Context, tensors) -> None:

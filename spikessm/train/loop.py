@@ -89,21 +89,24 @@ def autocast(device: torch.device, bf16: bool):
 
 
 def loss_and_hits(model, kind: str, x, y, lengths):
-    """Summed loss and number of correct predictions (tokens for LM), and how many were scored."""
-    logits = model(x, lengths)
+    """Summed loss and number of correct predictions (tokens for LM), and how many were scored.
+
+    A language model scores its own targets (the tokens within ``lengths``): with an adaptive
+    softmax the loss is its NLL, never a softmax over the whole vocabulary.
+    """
     if kind == "lm":
-        mask = torch.arange(y.shape[1], device=y.device) < lengths.to(y.device).unsqueeze(-1)
-        flat_logits, flat_y = logits[mask], y[mask]
-    else:
-        flat_logits, flat_y = logits, y
-    loss = F.cross_entropy(flat_logits, flat_y, reduction="sum")  # float32 under autocast too
-    hits = (flat_logits.argmax(-1) == flat_y).sum()
-    return loss, hits, flat_y.numel()
+        nll, correct = model(x, lengths, targets=y)
+        return nll.sum(), correct.sum(), nll.numel()
+    logits = model(x, lengths)
+    loss = F.cross_entropy(logits, y, reduction="sum")  # float32 under autocast too
+    return loss, (logits.argmax(-1) == y).sum(), y.numel()
 
 
 @torch.no_grad()
-def evaluate(model, loader, kind: str, device, ctx: Context = Context(), bf16: bool = False) -> dict:
-    """Mean loss, accuracy (and perplexity for LM) and firing rates over a loader, in eval mode.
+def evaluate(model, loader, kind: str, device, ctx: Context = Context(), bf16: bool = False,
+             char_level: bool = False) -> dict:
+    """Mean loss, accuracy (and perplexity for LM; bits per character for a ``char_level`` task) and
+    firing rates over a loader, in eval mode.
 
     In a multi-process run each process evaluates its shard and the sums are added up.
     """
@@ -126,13 +129,15 @@ def evaluate(model, loader, kind: str, device, ctx: Context = Context(), bf16: b
               "firing_rate": recorder.mean_rate(), "firing_rates": recorder.rates()}
     if kind == "lm":
         result["ppl"] = math.exp(min(result["loss"], 50.0))
+        if char_level:  # the loss is the mean NLL per character, in nats
+            result["bpc"] = result["loss"] / math.log(2)
     return result
 
 
 def evaluate_with_metrics(model, loader, kind: str, seq_len: int, device, ctx: Context = Context(),
-                          bf16: bool = False) -> dict:
+                          bf16: bool = False, char_level: bool = False) -> dict:
     """:func:`evaluate` plus the per-layer operation counts and energy, as summary.json reports them."""
-    result = evaluate(model, loader, kind, device, ctx, bf16)
+    result = evaluate(model, loader, kind, device, ctx, bf16, char_level)
     rows = layer_operations(model, seq_len, result["firing_rates"])
     return {**result, "energy": energy_summary(rows), "layers": rows}
 
@@ -161,6 +166,7 @@ class Run:
     progress: bool  # show the progress bar
     n_params: int
     started: float  # time.monotonic() when this process began training
+    char_level: bool = False  # a character-level LM task: report bits per character
 
     @property
     def batches_per_epoch(self) -> int:
@@ -224,7 +230,7 @@ def build_run(cfg: dict, out: Path, ctx: Context, device: torch.device, progress
              f"{n_params:,} parameters, {device}{processes}) -> {out}")
     return Run(cfg, out, ctx, device, task.kind, task.seq_len, model, ddp_model, optimizer, scheduler,
                sampler, train_loader, val_loader, test_loader, log, progress, n_params,
-               started=time.monotonic())
+               started=time.monotonic(), char_level=task.char_level)
 
 
 def train_seconds(run: Run, state: State) -> float:
@@ -356,10 +362,12 @@ def end_epoch(run: Run, state: State) -> None:
     """Validate, log the epoch's row, save best.pt if validation improved, then last.pt."""
     epoch = state.epochs_done + 1
     loss, hits, n, skipped = distributed.sum_across(run.ctx, state.epoch_totals, run.device)
-    val = evaluate(run.model, run.val_loader, run.kind, run.device, run.ctx, run.cfg["train"]["bf16"])
+    val = evaluate(run.model, run.val_loader, run.kind, run.device, run.ctx, run.cfg["train"]["bf16"],
+                   run.char_level)
     row = {"epoch": epoch, "train_loss": loss / n if n else None, "train_accuracy": hits / n if n else None,
            "val_loss": val["loss"], "val_accuracy": val["accuracy"],
            **({"val_ppl": val["ppl"]} if "ppl" in val else {}),
+           **({"val_bpc": val["bpc"]} if "bpc" in val else {}),
            "lr": run.optimizer.param_groups[0]["lr"],
            "seconds": train_seconds(run, state) - sum(r["seconds"] for r in state.rows),
            "firing_rate": val["firing_rate"], "firing_rates": val["firing_rates"],
@@ -388,11 +396,12 @@ def finish(run: Run, state: State) -> dict:
         run.model.load_state_dict(load_checkpoint(run.out / "best.pt")["model"])
     distributed.broadcast_from_main(run.ctx, run.model.state_dict().values())
     test = evaluate_with_metrics(run.model, run.test_loader, run.kind, run.seq_len, run.device, run.ctx,
-                                 run.cfg["train"]["bf16"])
+                                 run.cfg["train"]["bf16"], run.char_level)
     cfg = run.cfg
     summary = {
         "task": cfg["task"], "model": cfg["model"]["name"],
         **({"test_ppl": test["ppl"]} if run.kind == "lm" else {"test_accuracy": test["accuracy"]}),
+        **({"test_bpc": test["bpc"]} if "bpc" in test else {}),
         "test_loss": test["loss"],
         "firing_rate": test["firing_rate"], "firing_rates": test["firing_rates"],
         "energy": test["energy"], "layers": test["layers"],
@@ -402,6 +411,8 @@ def finish(run: Run, state: State) -> dict:
     if run.ctx.is_main:
         write_text_atomic(run.out / "summary.json", json.dumps(summary, indent=2) + "\n")
     metric = f"test ppl {test['ppl']:.2f}" if run.kind == "lm" else f"test accuracy {test['accuracy']:.4f}"
+    if "bpc" in test:
+        metric += f", bpc {test['bpc']:.4f}"
     fr = f", firing rate {test['firing_rate']:.3f}" if test["firing_rate"] is not None else ""
     run.log.info(f"spikessm: {metric}{fr}, {summary['train_seconds']:.0f}s; summary in {run.out / 'summary.json'}")
     return summary
@@ -478,4 +489,4 @@ def evaluate_checkpoint(path: str | Path, data_dir: str | None = None, device: s
     loader = make_loader(splits.test, splits, cfg["train"]["eval_batch_size"], cfg)
     return {"task": cfg["task"], "model": cfg["model"]["name"],
             **evaluate_with_metrics(model, loader, task.kind, task.seq_len, dev,
-                                    bf16=cfg["train"].get("bf16", False))}
+                                    bf16=cfg["train"].get("bf16", False), char_level=task.char_level)}
