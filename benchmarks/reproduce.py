@@ -2,8 +2,12 @@
 
     python benchmarks/reproduce.py --tasks sdigits psdigits --seeds 0 1 2 --epochs 10 \
         --out docs/RESULTS.md
-    python benchmarks/reproduce.py --tasks listops --preset small/listops --epochs 5 \
-        --set data.dir=data/listops-small --section results-listops
+    python benchmarks/reproduce.py --tasks listops --preset small/listops --epochs 10 \
+        --set data.dir=runs/data/listops-small --set data.l_max=128 --section results-listops
+    python benchmarks/reproduce.py --tasks sfmnist --preset small/sfmnist --epochs 6 \
+        --set data.train_samples=4000 --set data.eval_samples=500 --section results-sfmnist
+
+docs/RESULTS.md has the exact commands, including how the ListOps data was generated.
 
 Each (model, task, seed) is one `spikessm train` run into runs/reproduce/<task>/<model>/seed<S>;
 runs that already have a summary.json are reused, so an interrupted sweep continues where it
