@@ -168,6 +168,7 @@ def write_markdown(summary: dict, figures: dict[str, str], notes: list[str], pat
     numbers = [
         ["test perplexity" if lm else "test accuracy",
          f"{summary['test_ppl']:.2f}" if lm else f"{summary['test_accuracy']:.4f}"],
+        *([["test bits per character", f"{summary['test_bpc']:.4f}"]] if "test_bpc" in summary else []),
         ["test loss", f"{summary['test_loss']:.4f}"],
         ["mean firing rate", "- (no spiking layers)" if rate is None else f"{rate:.4f}"],
         ["energy per sample", f"{e['energy_j']:.3g} J ({e['mac']:.3g} MACs, {e['ac']:.3g} ACs)"],

@@ -163,6 +163,8 @@ def test_chars_run_reports_bits_per_character(corpus, tmp_path, capsys):
     assert summary["energy"]["mac"] > 0
     assert main(["eval", str(tmp_path / "best.pt")]) == 0
     assert f"test bpc {summary['test_bpc']:.4f}" in capsys.readouterr().out
+    assert main(["report", str(tmp_path)]) == 0
+    assert f"| test bits per character | {summary['test_bpc']:.4f} |" in (tmp_path / "report" / "report.md").read_text()
 
 
 def test_a_cutoff_past_the_files_vocabulary_exits_2(corpus, tmp_path, capsys):
