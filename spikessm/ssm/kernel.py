@@ -59,7 +59,10 @@ class S4DKernel(nn.Module):
         dt = torch.exp(self.log_dt).unsqueeze(-1)  # (H, 1)
         A = -torch.exp(self.log_A_real) + 1j * self.A_imag  # (H, N/2)
         dtA = A * dt
-        return dtA, torch.view_as_complex(self.C) * (torch.exp(dtA) - 1.0) / A
+        # torch.complex rather than view_as_complex: the latter's gradient has a stride of its own on
+        # the size-1 channel axis, which DistributedDataParallel warns about on every step.
+        C = torch.complex(self.C[..., 0], self.C[..., 1])
+        return dtA, C * (torch.exp(dtA) - 1.0) / A
 
     def forward(self, L: int) -> torch.Tensor:
         """The kernel ``(channels, H, L)``, real."""
