@@ -108,6 +108,11 @@ def cmd_stream(args) -> int:
     result = stream_checkpoint(args.checkpoint, args.index, args.count, args.data_dir)
     print(f"task {result['task']}  model {result['model']}  {result['steps']} steps per sequence")
     for s in result["samples"]:
+        if result["kind"] == "lm":
+            print(f"sample {s['index']}: streamed next-token accuracy {s['accuracy']:.4f}, "
+                  f"{s['agreement']:.2%} of steps agree with the parallel pass "
+                  f"(max |score diff| {s['max_abs_diff']:.2e})")
+            continue
         agree = "matches" if s["prediction"] == s["parallel_prediction"] else "DIFFERS FROM"
         print(f"sample {s['index']}: label {s['label']}  streamed prediction {s['prediction']} "
               f"({agree} the parallel pass; max |logit diff| {s['max_abs_diff']:.2e})")
@@ -216,7 +221,7 @@ def build_parser() -> Parser:
     p.add_argument("--data-dir")
     p.set_defaults(func=cmd_report)
 
-    p = sub.add_parser("stream", help="classify test sequences one time step at a time (recurrent mode)")
+    p = sub.add_parser("stream", help="run test sequences one time step at a time (recurrent mode): classify, or predict next tokens")
     p.add_argument("checkpoint")
     p.add_argument("--index", type=int, default=0, help="first test sample (default 0)")
     p.add_argument("--count", type=positive_int, default=1, help="how many samples (default 1)")

@@ -19,18 +19,20 @@ from spikessm.train.loop import load_data
 
 
 def stream_checkpoint(path: str | Path, index: int = 0, count: int = 1, data_dir: str | None = None) -> dict:
-    """Classify ``count`` test sequences from ``index`` on, one step at a time, on the CPU.
+    """Run ``count`` test sequences from ``index`` on through the model one step at a time, on the CPU.
 
-    Returns per-sample predictions, labels, whether the streamed output matches the parallel pass,
-    and per-step latencies in microseconds.
+    Classification: per sample the label, the streamed and the parallel prediction and the largest
+    logit difference. Language modelling: per sample the share of steps whose streamed next-token
+    prediction is the target and the share that agree with the parallel pass, and the largest score
+    difference over all steps. Both: per-step latencies in microseconds.
     """
     ckpt = load_checkpoint(path)
     cfg = ckpt["config"]
     if data_dir:
         cfg["data"]["dir"] = data_dir
     task, splits = load_data(cfg)
-    if task.kind != "classify":
-        raise UserError(f"spikessm stream classifies sequences; task {task.name!r} is {task.kind}")
+    if task.kind not in ("classify", "lm"):
+        raise UserError(f"spikessm stream runs classification and language models; task {task.name!r} is {task.kind}")
     if cfg["model"]["bidirectional"]:
         raise UserError(f"{path} holds a bidirectional model, which needs the whole sequence: "
                         "train with --set model.bidirectional=false to stream")
@@ -41,18 +43,27 @@ def stream_checkpoint(path: str | Path, index: int = 0, count: int = 1, data_dir
     model.eval()
     samples, latencies = [], []
     for i in range(index, min(index + count, len(splits.test))):
-        x, label = splits.test[i]
+        x, y = splits.test[i]
         x = x.unsqueeze(0)
-        state = model.initial_state(1)
+        state, outputs = model.initial_state(1), []
         for t in range(x.shape[1]):
             start = time.perf_counter()
             out, state = model.step(x[:, t], state)
             latencies.append((time.perf_counter() - start) * 1e6)
+            outputs.append(out)
         with torch.no_grad():
             parallel = model(x)
-        samples.append({"index": i, "label": int(label), "prediction": int(out.argmax(-1)),
-                        "parallel_prediction": int(parallel.argmax(-1)),
-                        "max_abs_diff": float((out - parallel).abs().max())})
-    return {"task": task.name, "model": cfg["model"]["name"], "steps": x.shape[1], "samples": samples,
+        if task.kind == "lm":  # every step's output is a prediction: compare them all
+            streamed = torch.stack(outputs, dim=1)  # (1, L, vocab), like the parallel scores
+            predicted = streamed.argmax(-1)[0]
+            samples.append({"index": i, "accuracy": float((predicted == y).float().mean()),
+                            "agreement": float((predicted == parallel.argmax(-1)[0]).float().mean()),
+                            "max_abs_diff": float((streamed - parallel).abs().max())})
+        else:
+            samples.append({"index": i, "label": int(y), "prediction": int(out.argmax(-1)),
+                            "parallel_prediction": int(parallel.argmax(-1)),
+                            "max_abs_diff": float((out - parallel).abs().max())})
+    return {"task": task.name, "kind": task.kind, "model": cfg["model"]["name"], "steps": x.shape[1],
+            "samples": samples,
             "latency_us": {"median": statistics.median(latencies), "max": max(latencies),
                            "p99": sorted(latencies)[int(0.99 * (len(latencies) - 1))]}}

@@ -192,3 +192,15 @@ def test_two_processes_train_an_adaptive_softmax_like_one(corpus, tmp_path):
     one, two = (load_checkpoint(tmp_path / name / "last.pt")["model"] for name in ("one", "two"))
     for key in one:
         torch.testing.assert_close(two[key], one[key], atol=1e-5, rtol=0, msg=key)
+
+
+def test_stream_runs_a_spiking_language_model_step_by_step(corpus, tmp_path, capsys):
+    args = [*TINY_CHARS, f"--set=data.path={corpus}", "--model", "spikingssm"]
+    assert main(["train", *args, "--out", str(tmp_path)]) == 0
+    capsys.readouterr()
+    assert main(["stream", str(tmp_path / "best.pt"), "--count", "2"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    samples = [line for line in lines if line.startswith("sample ")]
+    assert len(samples) == 2 and all("100.00% of steps agree with the parallel pass" in s for s in samples)
+    assert "model spikingssm" in lines[0] and "16 steps per sequence" in lines[0]
+    assert "per-step latency" in lines[-1]
