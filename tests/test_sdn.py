@@ -105,3 +105,25 @@ def test_tiny_training_run_writes_a_loadable_state_dict(tmp_path):
     net = load_sdn(out)
     assert float(net.tau) == pytest.approx(0.2)
     assert [p.name for p in out.parent.iterdir()] == ["sdn.pt"]  # no temporary file left behind
+
+
+@pytest.mark.parametrize("content", [b"\x80\x02}q\x00.", b"not a tensor file at all", None], ids=["empty dict", "text", "list"])
+def test_unusable_weight_files_are_user_errors(content, tmp_path):
+    path = tmp_path / "weights.pt"
+    if content is None:
+        torch.save([torch.zeros(3)], path)
+    else:
+        path.write_bytes(content)
+    with pytest.raises(UserError, match=f"(SDN|Surrogate Dynamic Network) weights {path}"):
+        load_sdn(path)
+    with pytest.raises(UserError, match="does not exist"):
+        load_sdn(tmp_path / "missing.pt")
+
+
+@pytest.mark.parametrize("tau", [-0.5, 1.5])
+def test_training_and_evaluation_refuse_a_tau_outside_0_1(tau, tmp_path):
+    with pytest.raises(UserError, match="tau must lie in"):
+        evaluate_sdn(SDN(), tau=tau, n=2, length=8)
+    with pytest.raises(UserError, match="tau must lie in"):
+        train_sdn(tmp_path / "sdn.pt", tau=tau, samples=20, length=8, progress=False)
+    assert not (tmp_path / "sdn.pt").exists()

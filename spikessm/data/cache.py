@@ -17,13 +17,13 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
 import torch
 
 from spikessm.errors import UserError
+from spikessm.files import save_tensors
 
 log = logging.getLogger(__name__)
 
@@ -85,15 +85,7 @@ def _read(path: Path) -> dict | None:
 def _write(path: Path, entry: dict) -> bool:
     """Save atomically; False when the folder cannot be written."""
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    except OSError:
-        return False
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(entry, f)
-        os.replace(tmp, path)
+        save_tensors(entry, path)
         return True
     except OSError:
-        Path(tmp).unlink(missing_ok=True)
         return False

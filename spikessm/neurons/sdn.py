@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from spikessm.errors import UserError
+from spikessm.files import load_tensors, save_tensors
 from spikessm.neurons.lif import lif_step
 from spikessm.neurons.surrogates import spike
 
@@ -82,6 +83,8 @@ def lif_potential(x: torch.Tensor, tau: float, threshold: float = 1.0) -> tuple[
     `loop` backend, so H(m_t + x_t - threshold) reproduces its spikes bit for bit. threshold=inf gives
     the LIF without reset (a baseline).
     """
+    if not 0 <= tau <= 1:
+        raise UserError(f"tau must lie in [0, 1]; got {tau:g}")
     u = torch.zeros_like(x[..., 0])
     spikes, potentials = [], []
     with torch.no_grad():
@@ -94,12 +97,13 @@ def lif_potential(x: torch.Tensor, tau: float, threshold: float = 1.0) -> tuple[
 
 def load_sdn(path: str | os.PathLike = WEIGHTS) -> SDN:
     """An SDN in eval mode with the weights in `path` (a plain state dict; default: the shipped one)."""
+    state = load_tensors(path, "Surrogate Dynamic Network weights")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise UserError(f"no SDN weights at {path}") from None
-    net = SDN(tau=float(state["tau"]))
-    net.load_state_dict(state)
+        net = SDN(tau=float(state["tau"]))
+        net.load_state_dict(state)
+    except (KeyError, IndexError, TypeError, ValueError, RuntimeError):  # not a dict, no tau, wrong keys
+        raise UserError(f"SDN weights {path} do not hold a state dict of spikessm's SDN "
+                        "(write one with `spikessm sdn train`)") from None
     return net.eval().requires_grad_(False)
 
 
@@ -213,17 +217,6 @@ def evaluate_baselines(
     }
 
 
-def _save_atomically(state: dict, path: Path) -> None:
-    """torch.save to a temporary file in the same folder, then rename: a reader never sees half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        torch.save(state, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def train_sdn(
     out_path: str | os.PathLike,
     tau: float = TRAINED_TAU,
@@ -303,7 +296,7 @@ def _train(out_path: Path, tau, samples, length, epochs, batch_size, lr, seed, p
     _polish(net, polish_x, polish_target, loss_fn, polish_iterations)
     val = validate(f"after {polish_iterations} L-BFGS iterations")
 
-    _save_atomically(net.state_dict(), out_path)
+    save_tensors(net.state_dict(), out_path)
     return {
         "path": str(out_path),
         "tau": tau,

@@ -1,55 +1,30 @@
 """Checkpoints: plain dicts of tensors and builtins, written atomically, loaded without running code.
 
-``torch.load(weights_only=True)`` refuses any pickle that would import or call something, so a
-checkpoint from a stranger cannot run code here; the file is written to a temporary name and
-renamed into place, so a crash mid-save leaves the previous checkpoint intact.
+Saved and loaded through :mod:`spikessm.files`: a checkpoint from a stranger cannot run code here, and
+a crash mid-save leaves the previous checkpoint intact.
 """
 from __future__ import annotations
 
-import os
-import pickle
 import random
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from spikessm.errors import UserError
+from spikessm.files import load_tensors, save_tensors
 
 FORMAT = "spikessm-checkpoint"
 VERSION = 1
 
 
 def save_checkpoint(path: str | Path, payload: dict) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save({"format": FORMAT, "version": VERSION, **payload}, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    save_tensors({"format": FORMAT, "version": VERSION, **payload}, path)
 
 
 def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
     """The checkpoint dict, or a one-line :class:`UserError` saying why the file is unusable."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"checkpoint {path} does not exist")
-    try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as e:
-        if "GLOBAL" in str(e):  # the weights-only unpickler met an import: code or foreign objects
-            raise UserError(f"checkpoint {path} refused: it holds pickled objects other than plain "
-                            "data (possibly code), so it was not loaded") from None
-        raise UserError(f"checkpoint {path} is corrupt or not a checkpoint file") from None
-    except (RuntimeError, EOFError, OSError, ValueError, KeyError) as e:
-        raise UserError(f"checkpoint {path} is truncated or not a checkpoint file ({type(e).__name__})") from None
+    ckpt = load_tensors(path, "checkpoint", map_location)
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise UserError(f"checkpoint {path} was not written by spikessm")
     return ckpt

@@ -7,17 +7,14 @@ TensorBoard event files go to ``<out>/tensorboard`` when the ``tensorboard`` pac
 from __future__ import annotations
 
 import json
-import os
 import sys
-import tempfile
 from pathlib import Path
+
+from spikessm.files import write_atomically
 
 
 def write_text_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
+    write_atomically(path, lambda f: f.write(text.encode()))
 
 
 def _tensorboard_writer(folder: Path):
