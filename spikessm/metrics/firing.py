@@ -1,7 +1,6 @@
 """Firing rates, recorded by forward hooks on every spiking activation of a model."""
 from __future__ import annotations
 
-import torch
 from torch import nn
 
 from spikessm.blocks.base import Activation
