@@ -20,6 +20,7 @@ import torch
 from torch.utils.data import Dataset, Subset
 
 from spikessm.errors import UserError
+from spikessm.registry import Registry
 
 KINDS = ("classify", "retrieval", "lm")
 
@@ -94,26 +95,16 @@ def subsample(splits: Splits, train_samples: int, eval_samples: int) -> Splits:
                    test=cut(splits.test, eval_samples))
 
 
-TASKS: dict[str, Task] = {}
+def _load_builtin_tasks() -> None:
+    # Importing a task module registers its tasks.
+    import spikessm.data.digits  # noqa: F401
+    import spikessm.data.images  # noqa: F401
+    import spikessm.data.lra  # noqa: F401
+    import spikessm.data.text  # noqa: F401
 
 
-def register(task: Task) -> Task:
-    if task.name in TASKS:
-        raise ValueError(f"task {task.name!r} registered twice")
-    TASKS[task.name] = task
-    return task
-
-
-def get_task(name: str) -> Task:
-    _load_builtin_tasks()
-    if name not in TASKS:
-        raise UserError(f"unknown task {name!r}; choose one of: {', '.join(sorted(TASKS))}")
-    return TASKS[name]
-
-
-def all_tasks() -> dict[str, Task]:
-    _load_builtin_tasks()
-    return dict(sorted(TASKS.items()))
+TASKS: Registry[Task] = Registry("task", _load_builtin_tasks)
+register, get_task, all_tasks = TASKS.register, TASKS.get, TASKS.all
 
 
 def resolve_data_dir(configured: str | None) -> Path | None:
@@ -132,11 +123,3 @@ def require_data_dir(data_dir: Path | None, task: str, layout: str) -> Path:
     if not data_dir.is_dir():
         raise UserError(f"data directory {data_dir} does not exist")
     return data_dir
-
-
-def _load_builtin_tasks() -> None:
-    # Importing a task module registers its tasks; done lazily so `import spikessm` stays light.
-    import spikessm.data.digits  # noqa: F401
-    import spikessm.data.images  # noqa: F401
-    import spikessm.data.lra  # noqa: F401
-    import spikessm.data.text  # noqa: F401

@@ -11,7 +11,7 @@ from typing import Any, Callable
 from torch import nn
 
 from spikessm.data.registry import Splits
-from spikessm.errors import UserError
+from spikessm.registry import Registry
 from spikessm.models.backbone import SequenceModel
 
 COMMON_OPTIONS: dict[str, Any] = {
@@ -35,26 +35,13 @@ class ModelSpec:
     spiking: bool = False
 
 
-MODELS: dict[str, ModelSpec] = {}
+def _load_builtin_models() -> None:
+    # Importing the block modules registers them (spikessm.models.zoo).
+    import spikessm.models.zoo  # noqa: F401
 
 
-def register(spec: ModelSpec) -> ModelSpec:
-    if spec.name in MODELS:
-        raise ValueError(f"model {spec.name!r} registered twice")
-    MODELS[spec.name] = spec
-    return spec
-
-
-def get_model_spec(name: str) -> ModelSpec:
-    _load_builtin_models()
-    if name not in MODELS:
-        raise UserError(f"unknown model {name!r}; choose one of: {', '.join(sorted(MODELS))}")
-    return MODELS[name]
-
-
-def all_models() -> dict[str, ModelSpec]:
-    _load_builtin_models()
-    return dict(sorted(MODELS.items()))
+MODELS: Registry[ModelSpec] = Registry("model", _load_builtin_models)
+register, get_model_spec, all_models = MODELS.register, MODELS.get, MODELS.all
 
 
 def model_defaults(name: str) -> dict[str, Any]:
@@ -77,8 +64,3 @@ def build_model(options: dict[str, Any], splits: Splits, kind: str) -> SequenceM
         adaptive_cutoffs=options.get("adaptive_softmax_cutoffs"),
         adaptive_div_value=options.get("adaptive_softmax_div_value", 4.0),
     )
-
-
-def _load_builtin_models() -> None:
-    # Importing the block modules registers them (spikessm.models.zoo); lazy to keep imports light.
-    import spikessm.models.zoo  # noqa: F401
