@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -284,6 +285,9 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("spikessm: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader went away (`spikessm tasks | head`): stop quietly, as cat does
+        sys.stdout = open(os.devnull, "w")  # so that the interpreter's final flush does not fail again
+        return 141
 
 
 if __name__ == "__main__":

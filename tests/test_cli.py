@@ -1,5 +1,6 @@
 """The command line: a real (tiny) run, re-evaluation, and the error contract."""
 import json
+import os
 import subprocess
 import sys
 
@@ -93,3 +94,15 @@ def test_every_model_trains_and_reports(model, tmp_path):
     else:
         assert 0 < summary["firing_rate"] < 1 and summary["firing_rates"]
         assert summary["energy"]["energy_j"] < summary["energy"]["ann_energy_j"]
+
+
+def test_a_closed_pipe_ends_a_listing_quietly():
+    """`spikessm tasks | head -1`: no traceback when the reader has gone (here: before the first line)."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        result = subprocess.run([sys.executable, "-m", "spikessm", "tasks"], stdout=write_end,
+                                stderr=subprocess.PIPE, text=True, timeout=60)
+    finally:
+        os.close(write_end)
+    assert result.returncode == 141 and result.stderr == ""
