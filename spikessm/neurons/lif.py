@@ -73,6 +73,21 @@ def _as_parameter(name: str, value, x: torch.Tensor) -> torch.Tensor:
     raise UserError(f"{name} must be a float or a tensor; got {type(value).__name__}")
 
 
+def _check_tau(tau) -> None:
+    """tau in [0, 1]. A tensor is checked only on the CPU and outside autograd: on a GPU the check would
+    wait for the device on every call, and a learnable tau is the owning module's to keep in range."""
+    if isinstance(tau, torch.Tensor):
+        if tau.device.type != "cpu" or tau.requires_grad or tau.numel() == 0:
+            return
+        low, high = tau.min().item(), tau.max().item()
+    elif isinstance(tau, (int, float)) and not isinstance(tau, bool):
+        low = high = tau
+    else:
+        return  # _as_parameter names the type
+    if not 0 <= low <= high <= 1:  # also false for NaN
+        raise UserError(f"tau must lie in [0, 1]; got values from {low:g} to {high:g}")
+
+
 def lif(x, tau=0.125, threshold=1.0, reset="hard", surrogate="triangle", backend="auto"):
     """Spikes of LIF neurons driven by input currents x.
 
@@ -90,11 +105,9 @@ def lif(x, tau=0.125, threshold=1.0, reset="hard", surrogate="triangle", backend
     _check_choice("reset", reset, RESETS)
     check_surrogate(surrogate)
     _check_choice("backend", backend, LIF_BACKENDS)
+    _check_tau(tau)
     tau_t = _as_parameter("tau", tau, x)
     threshold_t = _as_parameter("threshold", threshold, x)
-    if not ((tau_t >= 0) & (tau_t <= 1)).all():
-        low, high = tau_t.min().item(), tau_t.max().item()
-        raise UserError(f"tau must lie in [0, 1]; got values from {low:g} to {high:g}")
 
     if backend == "auto":
         numba_dtype = x.dtype in (torch.float32, torch.float64)
