@@ -127,7 +127,7 @@ def test_output_shape_dtype_and_values():
         (dict(tau=torch.full((3, 3), 0.5)), "tau of shape"),
         (dict(reset="zero"), "reset must be one of hard, soft; got 'zero'"),
         (dict(surrogate="relu"), "surrogate must be one of triangle"),
-        (dict(backend="cuda"), "backend must be one of auto, loop, fused, scan, sdn; got 'cuda'"),
+        (dict(backend="cuda"), "backend must be one of auto, loop, fused, scan, sdn, triton; got 'cuda'"),
     ],
 )
 def test_bad_input_is_a_user_error_naming_the_argument(kwargs, pattern):
@@ -142,7 +142,7 @@ def test_lif_step_rejects_unknown_reset():
 
 
 def test_backends_exported():
-    assert set(LIF_BACKENDS) == {"auto", "loop", "fused", "scan", "sdn"}
+    assert set(LIF_BACKENDS) == {"auto", "loop", "fused", "scan", "sdn", "triton"}
 
 
 # --- fused and scan against the loop -------------------------------------------------------------------

@@ -14,22 +14,42 @@ Backends compute the same function:
     loop   plain autograd through `lif_step`, one step at a time: the reference.
     fused  numba time loop on CPU, same float operations in the same order: bit-identical spikes.
     scan   exact parallel algorithm in pure torch, any device (see scan.py).
+    triton Triton kernels for CUDA tensors (the optional [gpu] extra), same operations as fused: bit-identical
+           spikes; CPU tensors only under TRITON_INTERPRET=1 (Triton's interpreter, for tests).
     sdn    SpikingSSMs' surrogate dynamic network: a learned approximation (tau 0.125, hard reset only).
-    auto   the fastest exact backend for x: fused for float32/float64 on CPU, scan otherwise.
+    auto   the fastest exact backend for x: fused for float32/float64 on CPU, triton on CUDA when Triton is
+           installed, scan otherwise.
 """
+
+import functools
+import importlib.util
 
 import torch
 
 from spikessm.errors import UserError
 from spikessm.neurons.surrogates import check_surrogate, spike
 
-LIF_BACKENDS = ("auto", "loop", "fused", "scan", "sdn")
+LIF_BACKENDS = ("auto", "loop", "fused", "scan", "sdn", "triton")
 RESETS = ("hard", "soft")
 
 
 def _check_choice(arg: str, value: str, choices: tuple[str, ...]) -> None:
     if value not in choices:
         raise UserError(f"{arg} must be one of {', '.join(choices)}; got {value!r}")
+
+
+@functools.cache
+def _triton_installed() -> bool:
+    return importlib.util.find_spec("triton") is not None  # without importing it (seconds)
+
+
+def _auto_backend(x: torch.Tensor) -> str:
+    """The fastest exact backend for x (backend="auto")."""
+    if x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64):
+        return "fused"
+    if x.device.type == "cuda" and _triton_installed():
+        return "triton"
+    return "scan"
 
 
 def lif_step(x_t, u, tau=0.125, threshold=1.0, reset="hard", surrogate="triangle"):
@@ -110,8 +130,7 @@ def lif(x, tau=0.125, threshold=1.0, reset="hard", surrogate="triangle", backend
     threshold_t = _as_parameter("threshold", threshold, x)
 
     if backend == "auto":
-        numba_dtype = x.dtype in (torch.float32, torch.float64)
-        backend = "fused" if x.device.type == "cpu" and numba_dtype else "scan"
+        backend = _auto_backend(x)
     if backend == "loop":
         return _lif_loop(x, tau_t, threshold_t, reset, surrogate)
     # Backends are imported on first use: numba is slow to import, sdn loads a trained network.
@@ -123,6 +142,10 @@ def lif(x, tau=0.125, threshold=1.0, reset="hard", surrogate="triangle", backend
         from spikessm.neurons.scan import lif_scan
 
         return lif_scan(x, tau_t, threshold_t, reset, surrogate)
+    if backend == "triton":
+        from spikessm.neurons.triton_lif import lif_triton
+
+        return lif_triton(x, tau_t, threshold_t, reset, surrogate)
     from spikessm.neurons.sdn import sdn_lif
 
     return sdn_lif(x, tau, threshold, reset, surrogate)
