@@ -16,13 +16,43 @@ def bidirectional_kernel(k: torch.Tensor) -> torch.Tensor:
     return F.pad(k[0], (0, L)) + F.pad(k[1].flip(-1), (L, 0))
 
 
+class _FFTConv(torch.autograd.Function):
+    """y = (k ⊛ u)[:L], the circular convolution of size n = 2L of zero-padded u with k.
+
+    Autograd through ``irfft(rfft(u) * rfft(k))`` would keep the complex spectrum of u, twice the
+    memory of u itself, for every layer. This keeps u and recomputes its spectrum in the backward
+    pass, where both gradients are circular correlations of size n:
+
+        dL/du[s] = sum_t g[t] k[(t - s) mod n]   = irfft(rfft(g) * conj(rfft(k)))[:L]
+        dL/dk[m] = sum_t g[t] u[(t - m) mod n]   = irfft(sum_B rfft(g) * conj(rfft(u)))[:len(k)]
+    """
+
+    @staticmethod
+    def forward(ctx, u, k):
+        L, n = u.shape[-1], 2 * u.shape[-1]
+        k_f = torch.fft.rfft(k, n=n)
+        ctx.save_for_backward(u, k_f)
+        ctx.k_length = k.shape[-1]
+        return torch.fft.irfft(torch.fft.rfft(u, n=n) * k_f, n=n)[..., :L]
+
+    @staticmethod
+    def backward(ctx, g):
+        u, k_f = ctx.saved_tensors
+        L, n = u.shape[-1], 2 * u.shape[-1]
+        g_f = torch.fft.rfft(g, n=n)
+        grad_u = grad_k = None
+        if ctx.needs_input_grad[0]:
+            grad_u = torch.fft.irfft(g_f * k_f.conj(), n=n)[..., :L]
+        if ctx.needs_input_grad[1]:
+            cross = (g_f * torch.fft.rfft(u, n=n).conj()).sum_to_size(k_f.shape)  # over the batch axes
+            grad_k = torch.fft.irfft(cross, n=n)[..., :ctx.k_length]
+        return grad_u, grad_k
+
+
 def fft_conv(u: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
     """y = k * u over the last axis.
 
-    u ``(B, H, L)``; k ``(H, L)`` (causal) or ``(H, 2L)`` (from :func:`bidirectional_kernel`).
-    Zero-padding to n = 2L turns the FFT's circular convolution into a linear one.
+    u ``(B, H, L)``; k ``(H, L)`` (causal) or ``(H, 2L)`` (from :func:`bidirectional_kernel`), of u's
+    dtype. Zero-padding to n = 2L turns the FFT's circular convolution into a linear one.
     """
-    L = u.shape[-1]
-    n = 2 * L
-    y = torch.fft.irfft(torch.fft.rfft(u, n=n) * torch.fft.rfft(k, n=n), n=n)
-    return y[..., :L]
+    return _FFTConv.apply(u, k)
