@@ -16,13 +16,14 @@ last bit wherever the surrogate does (sigmoid's exp may differ by an ulp). tau a
 are summed per neuron over time in float64 (float32 sums over long L drift from any other summation
 order, including the loop's), then over the neurons that share a value.
 
-Why chunks of time: with time on the last axis, the neurons of a block lie L elements apart, so loading
-one step of all of them touches BLOCK memory sectors. Each program instead loads a (BLOCK, CHUNK) tile
-(CHUNK consecutive steps per neuron: full sectors), then picks out column k with a masked sum, which
-stays within registers; every load of a chunk is issued before its dependent arithmetic starts, so the
-memory latency is paid once per chunk, not once per step. Outputs are gathered into tiles the same way
-and stored once per chunk. Edges are masked: the last chunk may run past L (masked steps load zeros,
-which leave every sum unchanged), the last block past n.
+Why chunks of time: the loop over time is unrolled CHUNK steps at a time, and each chunk's outputs are
+gathered into (BLOCK, CHUNK) tiles (a select per step) and stored once at its end. So within a chunk
+every load comes before every store, and the compiler may issue the chunk's loads together (it cannot
+move a load above a store that might alias it): the memory latency is paid about once per chunk, not once
+per step, and the tile stores write whole sectors of CHUNK consecutive steps. The loads themselves read
+one step of BLOCK neurons L elements apart; consecutive steps reuse the same sectors from cache. Edges
+are masked: the last chunk may run past L (masked steps load zeros, which leave every sum unchanged and
+are never stored), the last block past n.
 
 Bit-exactness on GPUs needs three things Triton would otherwise change: no fused multiply-add
 (`enable_fp_fusion=False`: lif_step rounds tau·u before adding x), float32 division rounded to nearest
@@ -65,8 +66,14 @@ def interpreting() -> bool:
 
 
 # --- kernels (undecorated: `_kernels` applies triton.jit on first use) ----------------------------------
-# Compile-time arguments are annotated with the string tl.constexpr, which Triton reads as tl.constexpr;
-# a string lets this module import without Triton.
+# Compile-time arguments are annotated tl.constexpr; `from __future__ import annotations` keeps that as
+# text, which is what Triton reads, so this module imports without Triton.
+# Only Triton builtins are called: tl.sum, tl.zeros, tl.cdiv and the like are jit functions themselves,
+# decorated when Triton was imported, in whatever mode was set then; the interpreter cannot run compiled
+# ones, nor the compiler interpreted ones.
+# Per-neuron values are (BLOCK, 1) columns, not (BLOCK,) vectors: a column has the tiles' layout, so
+# putting a step into a tile is a select within a thread; a vector took a round trip through shared
+# memory at every step (seen in the PTX for sm_90).
 
 
 def _forward_kernel(
@@ -74,21 +81,19 @@ def _forward_kernel(
     HARD: tl.constexpr, SAVE_V: tl.constexpr, BLOCK: tl.constexpr, CHUNK: tl.constexpr,
 ):
     """x, s: (n, L) in x's dtype; v: (n, L) and tau, threshold: (n,) in the compute dtype."""
-    rows = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    rows = (tl.program_id(0) * BLOCK + tl.arange(0, BLOCK))[:, None]
     row_ok = rows < n
     tau = tl.load(tau_ptr + rows, mask=row_ok, other=0)
     threshold = tl.load(threshold_ptr + rows, mask=row_ok, other=0)
     compute = tau_ptr.dtype.element_ty
     cols = tl.arange(0, CHUNK)[None, :]
-    base = rows.to(tl.int64)[:, None] * length
-    u = tl.zeros([BLOCK], dtype=compute)  # membrane after the previous step's reset
+    base = rows.to(tl.int64) * length
+    u = tl.full([BLOCK, 1], 0, compute)  # membrane after the previous step's reset
     for t0 in range(0, length, CHUNK):
-        ok = row_ok[:, None] & (t0 + cols < length)
-        xs = tl.load(x_ptr + base + t0 + cols, mask=ok, other=0).to(compute)
-        s_tile = tl.zeros([BLOCK, CHUNK], dtype=compute)
-        v_tile = tl.zeros([BLOCK, CHUNK], dtype=compute)
+        s_tile = tl.full([BLOCK, CHUNK], 0, compute)
+        v_tile = tl.full([BLOCK, CHUNK], 0, compute)
         for k in tl.static_range(CHUNK):
-            x_t = tl.sum(tl.where(cols == k, xs, 0), axis=1)  # column k; adding zeros is exact
+            x_t = tl.load(x_ptr + base + (t0 + k), mask=row_ok & (t0 + k < length), other=0).to(compute)
             # lif_step, operation by operation:
             v = tau * u + x_t
             s = (v - threshold >= 0).to(compute)
@@ -96,9 +101,10 @@ def _forward_kernel(
                 u = v * (1 - s)
             else:
                 u = v - threshold * s
-            s_tile = tl.where(cols == k, s[:, None], s_tile)
+            s_tile = tl.where(cols == k, s, s_tile)
             if SAVE_V:
-                v_tile = tl.where(cols == k, v[:, None], v_tile)
+                v_tile = tl.where(cols == k, v, v_tile)
+        ok = row_ok & (t0 + cols < length)
         tl.store(s_ptr + base + t0 + cols, s_tile.to(s_ptr.dtype.element_ty), mask=ok)
         if SAVE_V:
             tl.store(v_ptr + base + t0 + cols, v_tile, mask=ok)
@@ -110,27 +116,25 @@ def _backward_kernel(
 ):
     """grad = dL/ds, grad_x: (n, L) in x's dtype; v: (n, L) and tau, threshold: (n,) in the compute dtype;
     grad_tau, grad_threshold: (n,) float64, per-neuron sums."""
-    rows = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    rows = (tl.program_id(0) * BLOCK + tl.arange(0, BLOCK))[:, None]
     row_ok = rows < n
     tau = tl.load(tau_ptr + rows, mask=row_ok, other=0)
     threshold = tl.load(threshold_ptr + rows, mask=row_ok, other=0)
     compute = tau_ptr.dtype.element_ty
     cols = tl.arange(0, CHUNK)[None, :]
-    base = rows.to(tl.int64)[:, None] * length
-    g = tl.zeros([BLOCK], dtype=compute)  # dL/dv_{t+1} on entry to step t
-    d_tau = tl.zeros([BLOCK], dtype=tl.float64)
-    d_threshold = tl.zeros([BLOCK], dtype=tl.float64)
-    chunks = tl.cdiv(length, CHUNK)
+    base = rows.to(tl.int64) * length
+    g = tl.full([BLOCK, 1], 0, compute)  # dL/dv_{t+1} on entry to step t
+    d_tau = tl.full([BLOCK, 1], 0, tl.float64)
+    d_threshold = tl.full([BLOCK, 1], 0, tl.float64)
+    chunks = (length + CHUNK - 1) // CHUNK
     for i in range(0, chunks):
         t0 = (chunks - 1 - i) * CHUNK
-        ok = row_ok[:, None] & (t0 + cols < length)
-        vs = tl.load(v_ptr + base + t0 + cols, mask=ok, other=0)
-        grads = tl.load(grad_ptr + base + t0 + cols, mask=ok, other=0).to(compute)
-        gx_tile = tl.zeros([BLOCK, CHUNK], dtype=compute)
+        gx_tile = tl.full([BLOCK, CHUNK], 0, compute)
         for j in tl.static_range(CHUNK):
             k = CHUNK - 1 - j
-            v = tl.sum(tl.where(cols == k, vs, 0), axis=1)  # past L: v = 0, ĝ = 0, so g stays 0
-            grad_s = tl.sum(tl.where(cols == k, grads, 0), axis=1)
+            ok = row_ok & (t0 + k < length)  # past L: v = 0 and ĝ = 0, so g stays 0
+            v = tl.load(v_ptr + base + (t0 + k), mask=ok, other=0)
+            grad_s = tl.load(grad_ptr + base + (t0 + k), mask=ok, other=0).to(compute)
             z = v - threshold
             s = (z >= 0).to(compute)
             # σ'(z), each formula in the operation order of surrogates.py as torch evaluates it
@@ -156,7 +160,7 @@ def _backward_kernel(
                 else:
                     d_spike = tl.math.div_rn(4 * e, (1 + e) * (1 + e))
             else:  # straight_through
-                d_spike = tl.full([BLOCK], 1, compute)
+                d_spike = tl.full([BLOCK, 1], 1, compute)
             direct = grad_s * d_spike  # via s_t = H(v_t - threshold)
             via_u = tau * g  # u_t feeds v_{t+1} = tau u_t + x_{t+1}
             if HARD:  # u_t = v_t (1 - s_t), s_t detached
@@ -170,8 +174,16 @@ def _backward_kernel(
                 d_threshold -= (via_u * s).to(tl.float64)
             d_threshold -= direct.to(tl.float64)
             d_tau += g_next.to(tl.float64) * u.to(tl.float64)
-            gx_tile = tl.where(cols == k, g[:, None], gx_tile)
-        tl.store(grad_x_ptr + base + t0 + cols, gx_tile.to(grad_x_ptr.dtype.element_ty), mask=ok)
+            gx_tile = tl.where(cols == k, g, gx_tile)
+        gx_out = gx_tile.to(grad_x_ptr.dtype.element_ty)
+        if grad_x_ptr.dtype.element_ty == tl.bfloat16:
+            # Round to nearest even by hand, as torch and the GPU do: the interpreter truncates here.
+            bits = gx_tile.to(tl.uint32, bitcast=True)
+            half_ulp = tl.full([], 0x7FFF, tl.uint32) + ((bits >> 16) & 1)
+            rounded = ((bits + half_ulp) >> 16).to(tl.uint16).to(tl.bfloat16, bitcast=True)
+            gx_out = tl.where(gx_tile == gx_tile, rounded, gx_out)  # NaN stays NaN
+        ok = row_ok & (t0 + cols < length)
+        tl.store(grad_x_ptr + base + t0 + cols, gx_out, mask=ok)
     tl.store(grad_tau_ptr + rows, d_tau, mask=row_ok)
     tl.store(grad_threshold_ptr + rows, d_threshold, mask=row_ok)
 
