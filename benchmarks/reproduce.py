@@ -24,7 +24,7 @@ import sys
 import time
 from pathlib import Path
 
-from spikessm.train.loop import evaluate_checkpoint
+from spikessm.train.evaluation import evaluate_checkpoint
 
 MODELS = ["s4d", "binary-s4d", "binary-s4d-gsu", "s4d-gsu", "spikingssm"]
 

@@ -73,7 +73,7 @@ def cmd_train(args) -> int:
 
 
 def cmd_eval(args) -> int:
-    from spikessm.train.loop import evaluate_checkpoint
+    from spikessm.train.evaluation import evaluate_checkpoint
 
     result = evaluate_checkpoint(args.checkpoint, args.data_dir, args.device)
     print(f"task {result['task']}  model {result['model']}")
@@ -104,10 +104,16 @@ def cmd_report(args) -> int:
 
 
 def cmd_stream(args) -> int:
-    from spikessm.streaming import stream_checkpoint
+    from spikessm.streaming import stream_checkpoint, stream_pretrained
 
-    result = stream_checkpoint(args.checkpoint, args.index, args.count, args.data_dir)
-    print(f"task {result['task']}  model {result['model']}  {result['steps']} steps per sequence")
+    if (args.checkpoint is None) == (args.pretrained is None):
+        raise UserError("spikessm stream takes a CHECKPOINT or --pretrained NAME_OR_DIR (one of them)")
+    if args.pretrained is not None:
+        result = stream_pretrained(args.pretrained, args.index, args.count, args.data_dir)
+    else:
+        result = stream_checkpoint(args.checkpoint, args.index, args.count, args.data_dir)
+    source = f" ({result['source']})" if "source" in result else ""
+    print(f"task {result['task']}{source}  model {result['model']}  {result['steps']} steps per sequence")
     for s in result["samples"]:
         if result["kind"] == "lm":
             print(f"sample {s['index']}: streamed next-token accuracy {s['accuracy']:.4f}, "
@@ -119,6 +125,21 @@ def cmd_stream(args) -> int:
               f"({agree} the parallel pass; max |logit diff| {s['max_abs_diff']:.2e})")
     lat = result["latency_us"]
     print(f"per-step latency: median {lat['median']:.1f} us, p99 {lat['p99']:.1f} us, max {lat['max']:.1f} us")
+    return 0
+
+
+def cmd_export(args) -> int:
+    from spikessm.pretrained import export_run
+
+    sample_text = None
+    if args.sample_text:
+        try:
+            sample_text = Path(args.sample_text).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as e:
+            raise UserError(f"--sample-text {args.sample_text}: cannot read it as UTF-8 text ({type(e).__name__})") from None
+    out = export_run(args.run_dir, args.out, sample_text)
+    print(f"pretrained model written to {out} (config.json + model.safetensors); load it with "
+          f"spikessm.from_pretrained({str(out)!r})")
     return 0
 
 
@@ -223,11 +244,20 @@ def build_parser() -> Parser:
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("stream", help="run test sequences one time step at a time (recurrent mode): classify, or predict next tokens")
-    p.add_argument("checkpoint")
+    p.add_argument("checkpoint", nargs="?", help="a checkpoint or run directory (or give --pretrained)")
+    p.add_argument("--pretrained", metavar="NAME_OR_DIR",
+                   help="a shipped pretrained model (spikingssm-sdigits, spikingssm-chars) or a pretrained directory")
     p.add_argument("--index", type=int, default=0, help="first test sample (default 0)")
     p.add_argument("--count", type=positive_int, default=1, help="how many samples (default 1)")
     p.add_argument("--data-dir")
     p.set_defaults(func=cmd_stream)
+
+    p = sub.add_parser("export", help="write a finished run's best model as config.json + model.safetensors")
+    p.add_argument("run_dir", help="the --out directory of `spikessm train`")
+    p.add_argument("--out", required=True, help="the pretrained-model directory to write")
+    p.add_argument("--sample-text", metavar="FILE",
+                   help="language models: a short UTF-8 text shipped with the model for `stream --pretrained`")
+    p.set_defaults(func=cmd_export)
 
     bench = sub.add_parser("bench", help="benchmarks").add_subparsers(
         dest="bench", metavar="{neurons}", parser_class=Parser, required=True)

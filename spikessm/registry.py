@@ -9,11 +9,11 @@ T = TypeVar("T")
 
 
 class Registry(Generic[T]):
-    """Entries by their ``.name``. ``load_builtins`` imports the modules that register the built-in
-    entries; it runs on the first lookup, so that importing spikessm stays light."""
+    """Entries by their ``.name``. ``load_builtins`` registers the built-in entries; it runs once,
+    on the first lookup."""
 
     def __init__(self, kind: str, load_builtins: Callable[[], None]):
-        self.kind, self._load_builtins, self._entries = kind, load_builtins, {}
+        self.kind, self._load_builtins, self._entries, self._loaded = kind, load_builtins, {}, False
 
     def register(self, entry: T) -> T:
         if entry.name in self._entries:
@@ -30,5 +30,7 @@ class Registry(Generic[T]):
 
     def all(self) -> dict[str, T]:
         """Every entry, by name, sorted."""
-        self._load_builtins()
+        if not self._loaded:
+            self._loaded = True
+            self._load_builtins()
         return dict(sorted(self._entries.items()))

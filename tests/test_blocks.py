@@ -2,23 +2,23 @@
 import pytest
 import torch
 
-from spikessm.blocks.binary import BinarySpike, binary_s4d_block
-from spikessm.blocks.gsu import GSU, gsu_block, ternary_weights
-from spikessm.blocks.s4d import s4d_block
-from spikessm.blocks.spiking import spikingssm_block
+from spikessm.blocks.binary import BinaryS4DBlock, BinarySpike
+from spikessm.blocks.gsu import GSU, GSUBlock, ternary_weights
+from spikessm.blocks.s4d import S4DBlock
+from spikessm.blocks.spiking import SpikingS4DBlock
 from spikessm.errors import UserError
 from spikessm.metrics.firing import FiringRecorder
 
 H = 8
 BLOCKS = {
-    "s4d": lambda: s4d_block(H, d_state=8),
-    "binary-s4d": lambda: binary_s4d_block(H, d_state=8),
-    "binary-s4d-fast-sigmoid": lambda: binary_s4d_block(H, spike="fast_sigmoid", d_state=8),
-    "binary-s4d-bernoulli": lambda: binary_s4d_block(H, spike="bernoulli", d_state=8),
-    "binary-s4d-gsu": lambda: gsu_block(H, d_state=8),
-    "s4d-gsu": lambda: gsu_block(H, spike=None, d_state=8),
-    "spikingssm": lambda: spikingssm_block(H, d_state=8),
-    "spikingssm-soft-shared": lambda: spikingssm_block(H, reset="soft", shared_vth=True, d_state=8),
+    "s4d": lambda: S4DBlock(H, d_state=8),
+    "binary-s4d": lambda: BinaryS4DBlock(H, d_state=8),
+    "binary-s4d-fast-sigmoid": lambda: BinaryS4DBlock(H, spike="fast_sigmoid", d_state=8),
+    "binary-s4d-bernoulli": lambda: BinaryS4DBlock(H, spike="bernoulli", d_state=8),
+    "binary-s4d-gsu": lambda: GSUBlock(H, d_state=8),
+    "s4d-gsu": lambda: GSUBlock(H, spike=None, d_state=8),
+    "spikingssm": lambda: SpikingS4DBlock(H, d_state=8),
+    "spikingssm-soft-shared": lambda: SpikingS4DBlock(H, reset="soft", shared_threshold=True, d_state=8),
 }
 SPIKING = [name for name in BLOCKS if name != "s4d"]
 DETERMINISTIC = [name for name in BLOCKS if name != "binary-s4d-bernoulli"]
@@ -68,7 +68,7 @@ def test_streaming_equals_parallel_float64_exact(name):
 
 def test_streaming_spikingssm_float32_within_tolerance():
     torch.manual_seed(0)
-    block = spikingssm_block(H, d_state=8).eval()
+    block = SpikingS4DBlock(H, d_state=8).eval()
     u = torch.randn(4, H, 256)
     with torch.no_grad():
         a, b = stream(block, u), block(u)
@@ -80,7 +80,7 @@ def test_streaming_spikingssm_float32_within_tolerance():
 def test_spiking_block_emits_the_lif_of_the_scaled_ssm_output():
     """Independent reference: the LIF recurrence written out on the S4D output, threshold exp(ln_vth)."""
     torch.manual_seed(0)
-    block = spikingssm_block(H, d_state=8).double()
+    block = SpikingS4DBlock(H, d_state=8).double()
     with torch.no_grad():
         block.activation.ln_vth.uniform_(-0.5, 0.5)
     u = torch.randn(2, H, 64, dtype=torch.float64)
@@ -99,7 +99,7 @@ def test_spiking_block_emits_the_lif_of_the_scaled_ssm_output():
 def test_binary_spike_is_heaviside_at_zero():
     y = torch.tensor([[[-1.0, -1e-6, 0.0, 0.3]]])
     assert BinarySpike("atan")(y).tolist() == [[[0.0, 0.0, 1.0, 1.0]]]
-    with pytest.raises(UserError, match="unknown spike"):
+    with pytest.raises(UserError, match="spike must be one of"):
         BinarySpike("nope")
 
 

@@ -4,7 +4,7 @@ import torch
 
 from spikessm.errors import UserError
 from spikessm.train.config import build_config
-from spikessm.train.loop import load_data
+from spikessm.data.loading import load_data
 
 
 def _labels(dataset):

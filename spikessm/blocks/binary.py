@@ -7,9 +7,15 @@ Heaviside at 0 with a surrogate gradient (arctan by default, the paper's main ch
 its ablation, more than 10 points worse on sCIFAR), or the stochastic Bernoulli spike of the
 authors' arXiv-era code (p = sigmoid(y), s ~ Bernoulli(p)).
 """
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
 from spikessm.blocks.base import GLU, Activation, SSMBlock
-from spikessm.errors import UserError
-from spikessm.neurons import SURROGATES, bernoulli_spike, spike
+from spikessm.errors import check_choice
+from spikessm.neurons.surrogates import SURROGATES, bernoulli_spike, spike
 
 SPIKES = SURROGATES + ("bernoulli",)
 
@@ -21,16 +27,22 @@ class BinarySpike(Activation):
 
     def __init__(self, kind: str = "atan"):
         super().__init__()
-        if kind not in SPIKES:
-            raise UserError(f"unknown spike {kind!r}; choose one of: {', '.join(SPIKES)}")
+        check_choice("spike", kind, SPIKES)
         self.kind = kind
 
-    def forward(self, y):
+    def forward(self, y: torch.Tensor) -> torch.Tensor:
         return bernoulli_spike(y) if self.kind == "bernoulli" else spike(y, self.kind)
 
-    def extra_repr(self):
+    def extra_repr(self) -> str:
         return f"kind={self.kind}"
 
 
-def binary_s4d_block(d_model: int, dropout: float = 0.0, spike: str = "atan", **ssm_options) -> SSMBlock:
-    return SSMBlock(d_model, BinarySpike(spike), GLU(d_model), dropout, **ssm_options)
+class BinaryS4DBlock(SSMBlock):
+    """S4D -> binary spike -> dropout -> GLU. ``(B, H, L)``, or ``(B, L, H)`` with ``transposed=False``.
+
+    ``spike``: a surrogate name (the Heaviside spike) or ``"bernoulli"``; ``ssm_options`` go to
+    :class:`spikessm.ssm.S4D`."""
+
+    def __init__(self, d_model: int, spike: str = "atan", dropout: float = 0.0, transposed: bool = True,
+                 **ssm_options: Any):
+        super().__init__(d_model, BinarySpike(spike), GLU(d_model), dropout, transposed, **ssm_options)

@@ -16,12 +16,17 @@ the form above is the one three independent reimplementations agree on, and thes
   ``alpha`` (the mean kept |W2|) applied after the accumulation, one MAC per output.
 - ``W1`` and ``W2`` are separate matrices (one reimplementation ties them; nothing says the paper does).
 """
+from __future__ import annotations
+
+from typing import Any
+
 import torch
 from torch import nn
 
 from spikessm.blocks.base import GELU, Activation, SSMBlock
 from spikessm.blocks.binary import BinarySpike
-from spikessm.neurons import ternary_spike
+from spikessm.errors import check_choice
+from spikessm.neurons.surrogates import SURROGATES, ternary_spike
 
 TWN_RATIO = 0.7  # Li et al. (2016): the ternary threshold that best approximates Gaussian weights
 
@@ -33,14 +38,15 @@ class Ternary(Activation):
 
     def __init__(self, threshold: float = 0.15, surrogate: str = "atan"):
         super().__init__()
+        check_choice("gsu_surrogate", surrogate, SURROGATES)
         self.threshold, self.surrogate = threshold, surrogate
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         scale = x.detach().abs().amax(dim=-2, keepdim=True)
         return ternary_spike(x, self.threshold * scale, self.surrogate)
 
 
-def ternary_weights(w: torch.Tensor):
+def ternary_weights(w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(Ter(w), alpha): ternary weights ``(out, in)`` and the per-output scale ``(out,)``."""
     delta = TWN_RATIO * w.detach().abs().mean(dim=1, keepdim=True)
     mask = (w.detach().abs() >= delta).to(w.dtype)
@@ -59,15 +65,15 @@ class GSU(nn.Module):
         self.w1 = nn.Linear(d_model, d_model)
         self.w2 = nn.Linear(d_model, d_model)
 
-    def _mix(self, x, ter_x):  # x, ter_x: (..., H) channels last
+    def _mix(self, x: torch.Tensor, ter_x: torch.Tensor) -> torch.Tensor:  # x, ter_x: (..., H) channels last
         w2, alpha = ternary_weights(self.w2.weight)
         branch2 = alpha * torch.nn.functional.linear(x, w2) + self.w2.bias
         return self.w1(ter_x) * branch2
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self._mix(x.transpose(1, 2), self.ternary(x).transpose(1, 2)).transpose(1, 2)
 
-    def step(self, x):  # (B, H) -> (B, H)
+    def step(self, x: torch.Tensor) -> torch.Tensor:  # (B, H) -> (B, H)
         return self._mix(x, self.ternary(x.unsqueeze(-1)).squeeze(-1))
 
     def operations(self, L: int, input_rate: float | None, rates: dict):
@@ -85,8 +91,12 @@ class GSU(nn.Module):
         return per_output, L * H * H * (ternary_rate + w_density * x_density)
 
 
-def gsu_block(d_model: int, dropout: float = 0.0, spike: str | None = "atan", gsu_threshold: float = 0.15,
-              gsu_surrogate: str = "atan", **ssm_options) -> SSMBlock:
-    """S4D -> (binary spike, or GELU when ``spike`` is None) -> dropout -> GSU."""
-    activation = GELU() if spike is None else BinarySpike(spike)
-    return SSMBlock(d_model, activation, GSU(d_model, gsu_threshold, gsu_surrogate), dropout, **ssm_options)
+class GSUBlock(SSMBlock):
+    """S4D -> (binary spike, or GELU when ``spike`` is None) -> dropout -> GSU. ``(B, H, L)``, or
+    ``(B, L, H)`` with ``transposed=False``; ``ssm_options`` go to :class:`spikessm.ssm.S4D`."""
+
+    def __init__(self, d_model: int, spike: str | None = "atan", gsu_threshold: float = 0.15,
+                 gsu_surrogate: str = "atan", dropout: float = 0.0, transposed: bool = True, **ssm_options: Any):
+        activation = GELU() if spike is None else BinarySpike(spike)
+        super().__init__(d_model, activation, GSU(d_model, gsu_threshold, gsu_surrogate), dropout, transposed,
+                         **ssm_options)

@@ -9,41 +9,25 @@ f(I; v_th) = f(I / v_th; 1)), so it is learned as ln_vth per channel (or shared)
 The neuron runs on any :func:`spikessm.neurons.lif` backend: ``auto`` picks the fastest exact one;
 ``sdn`` reproduces the paper's training with the learned Surrogate Dynamic Network.
 """
-import torch
-from torch import nn
+from __future__ import annotations
 
-from spikessm.blocks.base import GLU, Activation, SSMBlock
-from spikessm.neurons import lif, lif_step
+from typing import Any
+
+from spikessm.blocks.base import GLU, SSMBlock
+from spikessm.blocks.lif import LIF
 
 
-class LIFNeuron(Activation):
-    """LIF neurons, one per channel, with a learnable threshold. ``(B, H, L)`` -> spikes ``(B, H, L)``."""
+class SpikingS4DBlock(SSMBlock):
+    """S4D -> LIF (per-channel learnable threshold) -> dropout -> GLU.
 
-    spiking = True
-    macs_per_step = 1  # the membrane update tau u + x
+    ``(B, H, L)`` -> ``(B, H, L)``, or ``(B, L, H)`` with ``transposed=False``. Neuron options as in
+    :class:`~spikessm.blocks.lif.LIF` (``shared_threshold``: one threshold for all channels);
+    ``ssm_options`` go to :class:`spikessm.ssm.S4D`.
+    """
 
     def __init__(self, d_model: int, tau: float = 0.125, reset: str = "hard", surrogate: str = "triangle",
-                 backend: str = "auto", learnable_vth: bool = True, shared_vth: bool = False):
-        super().__init__()
-        self.tau, self.reset, self.surrogate, self.backend = tau, reset, surrogate, backend
-        shape = (1,) if shared_vth else (d_model, 1)
-        self.ln_vth = nn.Parameter(torch.zeros(shape), requires_grad=learnable_vth)
-
-    def forward(self, y):
-        return lif(y / torch.exp(self.ln_vth), self.tau, 1.0, self.reset, self.surrogate, self.backend)
-
-    def initial_state(self, batch, d_model, like):
-        return torch.zeros(batch, d_model, dtype=like.dtype, device=like.device)
-
-    def step(self, y, u):
-        return lif_step(y / torch.exp(self.ln_vth.view(-1)), u, self.tau, 1.0, self.reset, self.surrogate)
-
-    def extra_repr(self):
-        return f"tau={self.tau}, reset={self.reset}, surrogate={self.surrogate}, backend={self.backend}"
-
-
-def spikingssm_block(d_model: int, dropout: float = 0.0, tau: float = 0.125, reset: str = "hard",
-                     surrogate: str = "triangle", backend: str = "auto", learnable_vth: bool = True,
-                     shared_vth: bool = False, **ssm_options) -> SSMBlock:
-    neuron = LIFNeuron(d_model, tau, reset, surrogate, backend, learnable_vth, shared_vth)
-    return SSMBlock(d_model, neuron, GLU(d_model), dropout, **ssm_options)
+                 backend: str = "auto", learn_threshold: bool = True, shared_threshold: bool = False,
+                 learn_tau: bool = False, dropout: float = 0.0, transposed: bool = True, **ssm_options: Any):
+        neuron = LIF(None if shared_threshold else d_model, tau=tau, reset=reset, surrogate=surrogate,
+                     backend=backend, learn_threshold=learn_threshold, learn_tau=learn_tau)
+        super().__init__(d_model, neuron, GLU(d_model), dropout, transposed, **ssm_options)

@@ -62,6 +62,8 @@ class Task:
     vocab_size: int | None = None
     # Language modelling over characters: results also give bits per character (NLL / ln 2).
     char_level: bool = False
+    # Options that take a name: their valid values (checked when the config is built).
+    choices: dict[str, tuple] = field(default_factory=dict)
 
     def __post_init__(self):
         if self.kind not in KINDS:

@@ -1,6 +1,8 @@
 """Firing rates, recorded by forward hooks on every spiking activation of a model."""
 from __future__ import annotations
 
+import torch
+import torch.distributed as dist
 from torch import nn
 
 from spikessm.blocks.base import Activation
@@ -37,6 +39,20 @@ class FiringRecorder:
     def __exit__(self, *exc):
         for h in self._handles:
             h.remove()
+
+    def sum_across_processes(self, device: torch.device | str = "cpu") -> None:
+        """In a multi-process run (torch.distributed initialised), replace this process's counts by
+        the sums over all processes, so that :meth:`rates` covers every process's spikes. Every
+        process must call it. A no-op in a single process."""
+        if not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1) or not self.layers:
+            return
+        names = list(self.layers)
+        totals = torch.tensor([*(self.spikes[n] for n in names), *(self.counts[n] for n in names)],
+                              dtype=torch.float64, device=device)
+        dist.all_reduce(totals)
+        values = totals.tolist()
+        self.spikes = dict(zip(names, values[:len(names)]))
+        self.counts = dict(zip(names, values[len(names):]))
 
     def rates(self) -> dict[str, float]:
         return {n: self.spikes[n] / self.counts[n] for n in self.layers if self.counts[n]}

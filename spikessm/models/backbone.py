@@ -13,13 +13,15 @@ One class for every task kind:
 """
 from __future__ import annotations
 
-from typing import Callable
+from pathlib import Path
+from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from spikessm.errors import UserError
+from spikessm.errors import UserError, check_choice
+from spikessm.models.serialization import write_pretrained
 
 NORMS = ("batch", "layer", "none")
 POOLS = ("mean", "last")
@@ -48,8 +50,7 @@ class Norm(nn.Module):
 
     def __init__(self, kind: str, d_model: int):
         super().__init__()
-        if kind not in NORMS:
-            raise UserError(f"unknown norm {kind!r}; choose one of: {', '.join(NORMS)}")
+        check_choice("model.norm", kind, NORMS)
         self.kind = kind
         self.norm = {"batch": nn.BatchNorm1d, "layer": nn.LayerNorm, "none": nn.Identity}[kind](d_model)
 
@@ -80,8 +81,8 @@ class SequenceModel(nn.Module):
         super().__init__()
         if (d_input is None) == (vocab_size is None):
             raise ValueError("give exactly one of d_input (real-valued input) and vocab_size (token ids)")
-        if pool not in POOLS:
-            raise UserError(f"unknown pool {pool!r}; choose one of: {', '.join(POOLS)}")
+        check_choice("model.pool", pool, POOLS)
+        self.config = None  # the ModelConfig it was built from (ModelConfig.build sets it)
         self.kind, self.pool, self.prenorm, self.d_model = kind, pool, prenorm, d_model
         self.adaptive_softmax = bool(adaptive_cutoffs)
         self.encoder = nn.Embedding(vocab_size, d_model) if vocab_size else nn.Linear(d_input, d_model)
@@ -110,6 +111,15 @@ class SequenceModel(nn.Module):
             self.decoder = nn.Linear(d_model, n_classes)
         if kind == "lm" and any(getattr(b.ssm, "bidirectional", False) for b in self.blocks):
             raise UserError("language modelling needs causal blocks: set model.bidirectional=false")
+
+    def save_pretrained(self, directory: str | Path, **info: Any) -> Path:
+        """Write ``directory/config.json`` (the :class:`~spikessm.models.config.ModelConfig` and
+        ``info``, JSON-able) and ``directory/model.safetensors`` (the weights); load it back with
+        :func:`spikessm.from_pretrained`."""
+        if self.config is None:
+            raise UserError("this model was built without a ModelConfig; build it with ModelConfig(...).build() "
+                            "to save it")
+        return write_pretrained(directory, {"model": self.config.to_dict(), **info}, self.state_dict())
 
     def _residual(self, x, i, block_out):
         return x + self.dropout(block_out) if self.prenorm else self.norms[i](x + self.dropout(block_out))

@@ -13,9 +13,9 @@ from typing import Any
 import yaml
 
 from spikessm.data.registry import COMMON_DATA_OPTIONS, get_task
-from spikessm.errors import UserError
+from spikessm.errors import UserError, check_choice
 from spikessm.models.backbone import cutoffs_problem
-from spikessm.models.registry import model_defaults
+from spikessm.models.config import check_model_options, model_defaults
 
 DEFAULT_TASK = "sdigits"
 DEFAULT_MODEL = "spikingssm"
@@ -27,7 +27,7 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     "eval_batch_size": 256,
     "lr": 0.01,
     "weight_decay": 0.01,
-    "ssm_lr": 0.001,  # S4D parameters: lr = min(lr, ssm_lr), no weight decay
+    "ssm_lr": 0.001,  # parameters with S4-style _optim hints (S4D's A, dt): lr = min(lr, ssm_lr)
     "warmup_epochs": 1.0,
     "grad_clip": 0.0,  # 0 = no clipping
     "device": "auto",  # auto | cpu | cuda | cuda:N
@@ -164,7 +164,11 @@ def build_config(task: str | None = None, model: str | None = None, preset: str 
         problem = check(cfg[section][key])
         if problem:
             raise UserError(f"config key {section}.{key}={cfg[section][key]!r} {problem}")
-    kind = get_task(cfg["task"]).kind
+    check_model_options(cfg["model"])
+    task = get_task(cfg["task"])
+    for key, valid in task.choices.items():
+        check_choice(f"data.{key}", cfg["data"][key], valid)
+    kind = task.kind
     if cfg["model"]["adaptive_softmax_cutoffs"] and kind != "lm":
         raise UserError(f"model.adaptive_softmax_cutoffs is for language modelling; task {cfg['task']} is {kind}")
     return cfg

@@ -19,127 +19,29 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import random
 import signal
 import time
-from dataclasses import dataclass, field
+from dataclasses import astuple, dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
-import torch.nn.functional as F
 import yaml
 from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from spikessm.data.collate import stack_collate
-from spikessm.data.registry import COMMON_DATA_OPTIONS, get_task, resolve_data_dir, subsample
+from spikessm.data.loading import load_data, make_loader
 from spikessm.errors import UserError
-from spikessm.metrics.energy import energy_summary, layer_operations
-from spikessm.metrics.firing import FiringRecorder
-from spikessm.models.registry import build_model
+from spikessm.models.config import ModelConfig
 from spikessm.train import distributed
 from spikessm.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from spikessm.train.config import build_config
 from spikessm.train.distributed import Context, EpochSampler
+from spikessm.train.evaluation import (autocast, evaluate, evaluate_with_metrics, loss_and_hits, resolve_device,
+                                       seed_everything)
 from spikessm.train.optim import cosine_with_warmup, make_optimizer
 from spikessm.train.runlog import RunLog, write_text_atomic
 from spikessm.train.stopping import EXIT_CODES, EXIT_DIVERGED, StopOnSignal, TrainingStopped
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
-def resolve_device(name: str, ctx: Context = Context()) -> torch.device:
-    """``train.device`` as a torch device; each process of a multi-GPU run takes GPU ``LOCAL_RANK``."""
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError(f"train.device={name!r} but no CUDA device is available; use cpu or auto")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise UserError(f"train.device={name!r} is not a device; use auto, cpu, cuda or cuda:N") from None
-    return torch.device("cuda", ctx.local_rank) if ctx.enabled and device.type == "cuda" else device
-
-
-def load_data(cfg: dict):
-    """(task, splits) for a config."""
-    task = get_task(cfg["task"])
-    data = cfg["data"]
-    options = {k: v for k, v in data.items() if k not in COMMON_DATA_OPTIONS}
-    splits = task.load(options, resolve_data_dir(data["dir"]))
-    return task, subsample(splits, data.get("train_samples", 0), data.get("eval_samples", 0))
-
-
-def make_loader(dataset, splits, batch_size: int, cfg: dict, sampler=None) -> DataLoader:
-    # A private generator: iterating a DataLoader otherwise draws its base seed from the global
-    # RNG, which a resumed run would then replay out of step with dropout and Bernoulli spikes.
-    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, generator=torch.Generator(),
-                      collate_fn=splits.collate or stack_collate, num_workers=cfg["train"]["num_workers"])
-
-
-def autocast(device: torch.device, bf16: bool):
-    """bfloat16 autocast on ``device``'s type when ``train.bf16`` is on (CPU included)."""
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
-
-
-def loss_and_hits(model, kind: str, x, y, lengths):
-    """Summed loss and number of correct predictions (tokens for LM), and how many were scored.
-
-    A language model scores its own targets (the tokens within ``lengths``): with an adaptive
-    softmax the loss is its NLL, never a softmax over the whole vocabulary.
-    """
-    if kind == "lm":
-        nll, correct = model(x, lengths, targets=y)
-        return nll.sum(), correct.sum(), nll.numel()
-    logits = model(x, lengths)
-    loss = F.cross_entropy(logits, y, reduction="sum")  # float32 under autocast too
-    return loss, (logits.argmax(-1) == y).sum(), y.numel()
-
-
-@torch.no_grad()
-def evaluate(model, loader, kind: str, device, ctx: Context = Context(), bf16: bool = False,
-             char_level: bool = False) -> dict:
-    """Mean loss, accuracy (and perplexity for LM; bits per character for a ``char_level`` task) and
-    firing rates over a loader, in eval mode.
-
-    In a multi-process run each process evaluates its shard and the sums are added up.
-    """
-    model.eval()
-    distributed.broadcast_from_main(ctx, model.buffers())  # BatchNorm running statistics of rank 0
-    total_loss, total_hits, total = 0.0, 0, 0
-    with FiringRecorder(model) as recorder:
-        for x, y, lengths in loader:
-            with autocast(device, bf16):
-                loss, hits, n = loss_and_hits(model, kind, x.to(device), y.to(device), lengths)
-            total_loss, total_hits, total = total_loss + loss.item(), total_hits + hits.item(), total + n
-    # Add up the sums of all processes; the recorder then reports rates over all their spikes.
-    layers = list(recorder.layers)
-    sums = distributed.sum_across(ctx, [total_loss, total_hits, total, *(recorder.spikes[k] for k in layers),
-                                        *(recorder.counts[k] for k in layers)], device)
-    total_loss, total_hits, total = sums[:3]
-    recorder.spikes = dict(zip(layers, sums[3:3 + len(layers)]))
-    recorder.counts = dict(zip(layers, sums[3 + len(layers):]))
-    result = {"loss": total_loss / total, "accuracy": total_hits / total,
-              "firing_rate": recorder.mean_rate(), "firing_rates": recorder.rates()}
-    if kind == "lm":
-        result["ppl"] = math.exp(min(result["loss"], 50.0))
-        if char_level:  # the loss is the mean NLL per character, in nats
-            result["bpc"] = result["loss"] / math.log(2)
-    return result
-
-
-def evaluate_with_metrics(model, loader, kind: str, seq_len: int, device, ctx: Context = Context(),
-                          bf16: bool = False, char_level: bool = False) -> dict:
-    """:func:`evaluate` plus the per-layer operation counts and energy, as summary.json reports them."""
-    result = evaluate(model, loader, kind, device, ctx, bf16, char_level)
-    rows = layer_operations(model, seq_len, result["firing_rates"])
-    return {**result, "energy": energy_summary(rows), "layers": rows}
 
 
 # ---------------------------------------------------------------- the run and its state
@@ -154,6 +56,7 @@ class Run:
     device: torch.device
     kind: str  # the task kind: classify, retrieval or lm
     seq_len: int  # the task's nominal length, for the energy count
+    model_config: ModelConfig  # builds ``model`` without the data; every checkpoint holds it
     model: nn.Module  # what checkpoints hold and evaluation runs
     ddp_model: nn.Module  # what training steps call: ``model``, or its DistributedDataParallel wrapper
     optimizer: torch.optim.Optimizer
@@ -167,11 +70,26 @@ class Run:
     n_params: int
     started: float  # time.monotonic() when this process began training
     char_level: bool = False  # a character-level LM task: report bits per character
+    vocab: list[str] | None = None  # the token of each id, when the task has a vocabulary (saved for export)
 
     @property
     def batches_per_epoch(self) -> int:
         """Micro-batches per epoch on each process."""
         return math.ceil(self.sampler.num_samples / self.cfg["train"]["batch_size"])
+
+
+@dataclass
+class EpochSums:
+    """The running sums of the epoch in progress (this process's part until summed across processes)."""
+
+    loss: float = 0.0
+    hits: float = 0.0
+    count: float = 0.0  # scored samples (tokens for LM)
+    nonfinite: float = 0.0  # batches whose loss was NaN or inf
+
+    def as_list(self) -> list[float]:
+        """``[loss, hits, count, nonfinite]``, as checkpoints store them and all-reduces add them."""
+        return list(astuple(self))
 
 
 @dataclass
@@ -183,8 +101,7 @@ class State:
     best_val: float = -math.inf  # validation accuracy (or -loss for LM) of best.pt
     rows: list[dict] = field(default_factory=list)  # the metrics.jsonl rows so far
     seconds_before: float = 0.0  # training time spent before this process started (a resumed run)
-    # The epoch in progress, this process's part: summed loss, hits, scored count, non-finite batches.
-    epoch_totals: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0, 0.0])
+    epoch_sums: EpochSums = field(default_factory=EpochSums)
 
     @classmethod
     def from_checkpoint(cls, ckpt: dict, ctx: Context) -> "State":
@@ -193,10 +110,10 @@ class State:
             raise UserError(f"the run was trained by {position['world_size']} process(es) and this is "
                             f"{ctx.world_size}; resume it with as many (torchrun --nproc_per_node), so that "
                             "its batches and random streams continue as they were")
-        # epoch_totals were summed over processes when saved: rank 0 carries them on
-        totals = ckpt["epoch_totals"] if ctx.is_main else [0.0] * 4
+        # the sums were added up over processes when saved: rank 0 carries them on
+        sums = EpochSums(*ckpt["epoch_totals"]) if ctx.is_main else EpochSums()
         return cls(position["epochs_done"], position["batches_done"], ckpt["best_val"], ckpt["metrics"],
-                   ckpt["train_seconds"], list(totals))
+                   ckpt["train_seconds"], sums)
 
 
 def build_run(cfg: dict, out: Path, ctx: Context, device: torch.device, progress: bool,
@@ -207,14 +124,17 @@ def build_run(cfg: dict, out: Path, ctx: Context, device: torch.device, progress
         torch.set_num_threads(tcfg["threads"])
     seed_everything(cfg["seed"])
     task, splits = load_data(cfg)
-    model = build_model(cfg["model"], splits, task.kind).to(device)
+    model_config = ModelConfig.from_options(cfg["model"], task.kind, splits.n_classes, splits.d_input,
+                                            splits.vocab_size)
+    model = model_config.build().to(device)
     ddp_model = distributed.wrap(model, ctx, device)
     if ctx.rank:  # each process draws its own dropout masks and spikes; rank 0 goes on as one process would
         seed_everything(cfg["seed"] + ctx.rank)
     sampler = EpochSampler(splits.train, ctx, cfg["seed"])
-    train_loader = make_loader(splits.train, splits, tcfg["batch_size"], cfg, sampler)
-    val_loader = make_loader(distributed.shard(splits.val, ctx), splits, tcfg["eval_batch_size"], cfg)
-    test_loader = make_loader(distributed.shard(splits.test, ctx), splits, tcfg["eval_batch_size"], cfg)
+    workers = tcfg["num_workers"]
+    train_loader = make_loader(splits.train, splits, tcfg["batch_size"], workers, sampler)
+    val_loader = make_loader(distributed.shard(splits.val, ctx), splits, tcfg["eval_batch_size"], workers)
+    test_loader = make_loader(distributed.shard(splits.test, ctx), splits, tcfg["eval_batch_size"], workers)
     optimizer = make_optimizer(model, tcfg["lr"], tcfg["weight_decay"], tcfg["ssm_lr"])
     steps_per_epoch = math.ceil(len(train_loader) / tcfg["accumulate"])  # optimizer steps
     scheduler = cosine_with_warmup(optimizer, round(tcfg["warmup_epochs"] * steps_per_epoch),
@@ -228,9 +148,21 @@ def build_run(cfg: dict, out: Path, ctx: Context, device: torch.device, progress
     log.info(f"spikessm: training {cfg['model']['name']} on {cfg['task']} "
              f"({len(splits.train)} train / {len(splits.val)} val / {len(splits.test)} test, "
              f"{n_params:,} parameters, {device}{processes}) -> {out}")
-    return Run(cfg, out, ctx, device, task.kind, task.seq_len, model, ddp_model, optimizer, scheduler,
-               sampler, train_loader, val_loader, test_loader, log, progress, n_params,
-               started=time.monotonic(), char_level=task.char_level)
+    vocab = splits.info.get("vocab")
+    return Run(cfg, out, ctx, device, task.kind, task.seq_len, model_config, model, ddp_model, optimizer,
+               scheduler, sampler, train_loader, val_loader, test_loader, log, progress, n_params,
+               started=time.monotonic(), char_level=task.char_level,
+               vocab=list(vocab) if isinstance(vocab, (list, tuple)) and len(vocab) <= MAX_SAVED_VOCAB else None)
+
+
+MAX_SAVED_VOCAB = 1 << 16  # larger vocabularies (wikitext103's) are not copied into every checkpoint
+
+
+def model_payload(run: Run) -> dict:
+    """What every checkpoint holds about the model: its config (enough to rebuild it without data),
+    the training config, the weights and the vocabulary."""
+    return {"config": run.cfg, "model_config": run.model_config.to_dict(), "model": run.model.state_dict(),
+            "vocab": run.vocab}
 
 
 def train_seconds(run: Run, state: State) -> float:
@@ -245,11 +177,11 @@ def save_last(run: Run, state: State) -> None:
     Bernoulli spikes draw from them), the epoch's running sums, best validation score, metrics
     rows and training time. Every process must call it (it gathers); rank 0 writes.
     """
-    totals = distributed.sum_across(run.ctx, state.epoch_totals, run.device)
+    totals = distributed.sum_across(run.ctx, state.epoch_sums.as_list(), run.device)
     rngs = distributed.gather(run.ctx, rng_state())
     if run.ctx.is_main:
         save_checkpoint(run.out / "last.pt", {
-            "config": run.cfg, "model": run.model.state_dict(), "optimizer": run.optimizer.state_dict(),
+            **model_payload(run), "optimizer": run.optimizer.state_dict(),
             "scheduler": run.scheduler.state_dict(),
             "position": {"epochs_done": state.epochs_done, "batches_done": state.batches_done,
                          "world_size": run.ctx.world_size},
@@ -320,15 +252,14 @@ def train_epoch(run: Run, state: State, stop: StopOnSignal) -> None:
         step_start = index - index % accumulate
         step_end = min(step_start + accumulate, total)  # micro-batches [step_start, step_end) make one step
         loss, hits, n = forward_backward(run, batch, 1 / (step_end - step_start), sync=index + 1 == step_end)
+        sums = state.epoch_sums
         if math.isfinite(loss):
-            for i, value in enumerate((loss, hits, n)):
-                state.epoch_totals[i] += value
+            sums.loss, sums.hits, sums.count = sums.loss + loss, sums.hits + hits, sums.count + n
         else:
             nonfinite += 1
         scored += n
-        totals = state.epoch_totals
         bar.update()
-        bar.set_postfix_str(f"loss {totals[0] / max(totals[2], 1):.4f} acc {totals[1] / max(totals[2], 1):.3f} "
+        bar.set_postfix_str(f"loss {sums.loss / max(sums.count, 1):.4f} acc {sums.hits / max(sums.count, 1):.3f} "
                             f"{scored * ctx.world_size / (time.monotonic() - clock):,.0f} {unit}/s", refresh=False)
         if index + 1 < step_end:
             continue
@@ -344,7 +275,7 @@ def train_epoch(run: Run, state: State, stop: StopOnSignal) -> None:
                 "or skip such batches with --set train.skip_nonfinite=true" if ctx.is_main else "",
                 EXIT_DIVERGED)
         optimizer_step(run, skip=nonfinite_everywhere > 0)
-        state.epoch_totals[3] += nonfinite  # summed over processes when the epoch ends
+        state.epoch_sums.nonfinite += nonfinite  # summed over processes when the epoch ends
         state.batches_done, nonfinite = index + 1, 0
         # every checkpoint_every optimizer steps (counted by the scheduler's last_epoch), but not at
         # the epoch's end, which saves anyway
@@ -361,7 +292,7 @@ def train_epoch(run: Run, state: State, stop: StopOnSignal) -> None:
 def end_epoch(run: Run, state: State) -> None:
     """Validate, log the epoch's row, save best.pt if validation improved, then last.pt."""
     epoch = state.epochs_done + 1
-    loss, hits, n, skipped = distributed.sum_across(run.ctx, state.epoch_totals, run.device)
+    loss, hits, n, skipped = distributed.sum_across(run.ctx, state.epoch_sums.as_list(), run.device)
     val = evaluate(run.model, run.val_loader, run.kind, run.device, run.ctx, run.cfg["train"]["bf16"],
                    run.char_level)
     row = {"epoch": epoch, "train_loss": loss / n if n else None, "train_accuracy": hits / n if n else None,
@@ -376,12 +307,11 @@ def end_epoch(run: Run, state: State) -> None:
     run.log.epoch(row)
     score = -val["loss"] if run.kind == "lm" else val["accuracy"]
     improved = score > state.best_val
-    state.epochs_done, state.batches_done, state.epoch_totals = epoch, 0, [0.0] * 4
+    state.epochs_done, state.batches_done, state.epoch_sums = epoch, 0, EpochSums()
     if improved:
         state.best_val = score
         if run.ctx.is_main:  # before last.pt: a crash in between replays this epoch and rewrites it
-            save_checkpoint(run.out / "best.pt", {"config": run.cfg, "model": run.model.state_dict(),
-                                                  "epoch": epoch})
+            save_checkpoint(run.out / "best.pt", {**model_payload(run), "epoch": epoch})
     save_last(run, state)
     fr = f" firing {row['firing_rate']:.3f}" if row["firing_rate"] is not None else ""
     train = f"train loss {row['train_loss']:.4f} acc {row['train_accuracy']:.3f}" if n else "train: no finite batch"
@@ -473,20 +403,3 @@ def _run(cfg: dict, out: Path, progress: bool, ckpt: dict | None = None) -> dict
         summary = finish(run, state)
         distributed.barrier(ctx)
         return summary
-
-
-def evaluate_checkpoint(path: str | Path, data_dir: str | None = None, device: str = "auto") -> dict:
-    """Re-run the test split of the task a checkpoint was trained on."""
-    ckpt = load_checkpoint(path)
-    cfg = ckpt["config"]
-    if data_dir:
-        cfg["data"]["dir"] = data_dir
-    seed_everything(cfg["seed"])
-    dev = resolve_device(device)
-    task, splits = load_data(cfg)
-    model = build_model(cfg["model"], splits, task.kind).to(dev)
-    model.load_state_dict(ckpt["model"])
-    loader = make_loader(splits.test, splits, cfg["train"]["eval_batch_size"], cfg)
-    return {"task": cfg["task"], "model": cfg["model"]["name"],
-            **evaluate_with_metrics(model, loader, task.kind, task.seq_len, dev,
-                                    bf16=cfg["train"].get("bf16", False), char_level=task.char_level)}
