@@ -146,8 +146,11 @@ def cmd_export(args) -> int:
 def cmd_bench_neurons(args) -> int:
     from spikessm.neurons.benchmark import run_neuron_benchmark
 
-    rows = run_neuron_benchmark(lengths=args.lengths, repeats=args.repeats, threads=args.threads,
-                                loop_limit_s=args.loop_limit, out_md=args.out)
+    gpu = args.device == "cuda"  # GPU defaults: the SpikingSSMs comparison's L = 1K..16K, 16 x 256 neurons
+    lengths = args.lengths or ([1024, 2048, 4096, 8192, 16384] if gpu else [1024, 4096, 16384])
+    rows = run_neuron_benchmark(lengths=lengths, batch=args.batch, channels=args.channels or (256 if gpu else 128),
+                                repeats=args.repeats, threads=args.threads, loop_limit_s=args.loop_limit,
+                                out_md=args.out, device=args.device)
     for row in rows:
         time_ms = "-" if row["seconds"] is None else f"{row['seconds'] * 1e3:.1f} ms"
         ratio = "" if row.get("ratio") is None else f"  {row['ratio']:.2f}x GELU"
@@ -262,13 +265,18 @@ def build_parser() -> Parser:
     bench = sub.add_parser("bench", help="benchmarks").add_subparsers(
         dest="bench", metavar="{neurons}", parser_class=Parser, required=True)
     p = bench.add_parser("neurons", help="LIF backends, GELU and peers: forward+backward time")
-    p.add_argument("--lengths", type=positive_int, nargs="+", default=[1024, 4096, 16384])
+    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
+                   help="cuda: GELU, the triton/scan/sdn backends and SpikingJelly's GPU LIF on the first GPU")
+    p.add_argument("--lengths", type=positive_int, nargs="+",
+                   help="sequence lengths (default 1024 4096 16384; on cuda 1024 2048 4096 8192 16384)")
+    p.add_argument("--batch", type=positive_int, default=16)
+    p.add_argument("--channels", type=positive_int, help="default 128; on cuda 256")
     p.add_argument("--repeats", type=positive_int, default=5, help="timed runs per cell (median)")
     p.add_argument("--threads", type=positive_int, default=2)
     p.add_argument("--loop-limit", type=float, default=60.0,
                    help="seconds after which the Python-loop reference is reported as '> limit'")
     p.add_argument("--out", default="docs/BENCHMARKS.md",
-                   help="Markdown file whose '## Neurons' section is replaced ('' to skip)")
+                   help="Markdown file whose '## Neurons' (on cuda '## Neurons (GPU)') section is replaced ('' to skip)")
     p.set_defaults(func=cmd_bench_neurons)
 
     sdn = sub.add_parser("sdn", help="the Surrogate Dynamic Network of SpikingSSMs").add_subparsers(
