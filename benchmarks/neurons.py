@@ -1,6 +1,7 @@
 """Time the LIF backends, GELU and peer libraries; update the "## Neurons" section of docs/BENCHMARKS.md.
 
     python benchmarks/neurons.py --lengths 1024 4096 16384
+    python benchmarks/neurons.py --device cuda --lengths 1024 2048 4096 8192 16384 --channels 256
 """
 
 import argparse
@@ -13,6 +14,7 @@ DOCS = Path(__file__).resolve().parent.parent / "docs" / "BENCHMARKS.md"
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     parser.add_argument("--lengths", type=int, nargs="+", default=[1024, 4096, 16384])
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--channels", type=int, default=128)
@@ -30,6 +32,7 @@ def main() -> None:
         threads=args.threads,
         loop_limit_s=args.loop_limit,
         out_md=None if args.no_write else args.out,
+        device=args.device,
     )
 
 

@@ -1,8 +1,11 @@
-"""Forward+backward time of every LIF backend, of GELU (the yardstick) and of peer libraries, on CPU.
+"""Forward+backward time of every LIF backend, of GELU (the yardstick) and of peer libraries, on CPU or GPU.
 
 Each method runs on x of shape (batch, channels, L) float32 (peers on their own (L, batch·channels)
-layout, prepared outside the timing): one warm-up call (which also pays numba's compilation), then
-the median of `repeats` timed calls of forward plus backward of the spikes' sum-weighted gradient.
+layout, prepared outside the timing): one warm-up call (which also pays numba's or Triton's
+compilation), then the median of `repeats` timed calls of forward plus backward of the spikes'
+sum-weighted gradient. On a GPU (device="cuda") the methods are those that run there (GELU, the triton,
+scan and sdn backends, SpikingJelly's multi-step LIF with a GPU backend), each timed call is bracketed by
+torch.cuda.synchronize, and the table goes to its own section, "## Neurons (GPU)".
 Methods that loop over time in Python grow linearly with L; a method is not run at a length where the
 time it took at the previous length, scaled by the length ratio, would exceed `loop_limit_s`, and its
 repeats are cut so that one (method, L) cell costs about `loop_limit_s` at most.
@@ -23,10 +26,12 @@ import numba
 import torch
 import torch.nn.functional as F
 
+from spikessm.errors import UserError
 from spikessm.neurons.lif import lif
 
 TAU = 0.125  # SpikingSSMs' LIF (Shen et al., AAAI 2025, arXiv 2408.14909; official code default)
 SECTION = "## Neurons"
+GPU_SECTION = "## Neurons (GPU)"
 
 
 def _gelu(x):
@@ -42,7 +47,9 @@ def _time_major(x):
     return x.detach().flatten(0, -2).T.contiguous()
 
 
-def _spikingjelly():
+def _spikingjelly(backend="torch"):
+    """SpikingJelly's multi-step LIFNode; backend "torch", or on a GPU "cupy" or "triton" (whichever the
+    installed version and machine have: a missing one raises ImportError, reported as "not installed")."""
     from spikingjelly.activation_based import neuron
 
     # SpikingJelly's LIF: H = V + (X - (V - V_reset)) / tau_sj, or with decay_input=False
@@ -50,6 +57,11 @@ def _spikingjelly():
     node = neuron.LIFNode(
         tau=1 / (1 - TAU), decay_input=False, v_threshold=1.0, v_reset=0.0, detach_reset=True, step_mode="m"
     )
+    if backend not in node.supported_backends:
+        raise ImportError(f"this SpikingJelly has no {backend} backend")
+    if backend == "cupy":
+        import cupy  # noqa: F401
+    node.backend = backend
 
     def run(x):
         node.reset()
@@ -84,13 +96,38 @@ METHODS = {
     "SpikingJelly LIFNode (multi-step, torch backend)": (_spikingjelly, True),
     "snnTorch Leaky (Python loop)": (_snntorch, True),
 }
+# On CUDA: the Python-loop methods would only measure kernel-launch overhead, and fused is CPU-only.
+GPU_METHODS = {
+    "GELU (yardstick)": (lambda: _gelu, False),
+    "lif triton": (lambda: _lif("triton"), False),
+    "lif scan": (lambda: _lif("scan"), False),
+    "lif sdn": (lambda: _lif("sdn"), False),
+    "SpikingJelly LIFNode (multi-step, cupy backend)": (lambda: _spikingjelly("cupy"), True),
+    "SpikingJelly LIFNode (multi-step, triton backend)": (lambda: _spikingjelly("triton"), True),
+}
 
 
 def _forward_backward_seconds(fn, x, grad) -> float:
     x = x.detach().requires_grad_()
+    # GPU work is asynchronous: wait for what came before, then for the call's own kernels.
+    sync = torch.cuda.synchronize if x.device.type == "cuda" else (lambda: None)
+    sync()
     start = time.perf_counter()
     fn(x).backward(grad)
+    sync()
     return time.perf_counter() - start
+
+
+def _gpu() -> dict:
+    props = torch.cuda.get_device_properties(0)
+    try:
+        import triton
+
+        triton_version = triton.__version__
+    except ImportError:
+        triton_version = "not installed"
+    return {"gpu": f"{props.name} ({props.total_memory / 2**30:.0f} GiB)", "cuda": torch.version.cuda,
+            "triton": triton_version}
 
 
 def _machine() -> dict:
@@ -122,22 +159,28 @@ def run_neuron_benchmark(
     loop_limit_s=60.0,
     out_md=None,
     progress=True,
+    device="cpu",
 ) -> list[dict]:
     """Time forward+backward of each method at each length; optionally write the Markdown section.
 
     Returns one dict per (method, length): method, length, seconds (median, None if not run),
     runs (timed calls), ratio (seconds / GELU's at that length), note ("not installed", "> 60 s (est.
-    ...)" or the error that stopped it). out_md: a Markdown file whose "## Neurons" section is replaced
-    (created if missing).
+    ...)" or the error that stopped it). out_md: a Markdown file whose "## Neurons" section ("## Neurons
+    (GPU)" for device="cuda") is replaced (created if missing). device: "cpu" or "cuda" (the first GPU).
     """
+    if device not in ("cpu", "cuda"):
+        raise UserError(f"device must be cpu or cuda; got {device!r}")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda: torch sees no CUDA device here (a CPU build of torch, or no GPU)")
+    methods = GPU_METHODS if device == "cuda" else METHODS
     lengths = sorted(lengths)
     previous = (torch.get_num_threads(), numba.get_num_threads())
     torch.set_num_threads(threads)
     numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
-    machine = _machine()
+    machine = _machine() | (_gpu() if device == "cuda" else {})
     rows = []
     try:
-        for name, (factory, time_major) in METHODS.items():
+        for name, (factory, time_major) in methods.items():
             try:
                 fn = factory()
             except ImportError:
@@ -147,7 +190,8 @@ def run_neuron_benchmark(
             def inputs(length, time_major=time_major):
                 x = torch.randn(batch, channels, length, generator=torch.Generator().manual_seed(length))
                 x = _time_major(x) if time_major else x
-                return x, torch.rand(x.shape, generator=torch.Generator().manual_seed(length + 1))
+                grad = torch.rand(x.shape, generator=torch.Generator().manual_seed(length + 1))
+                return x.to(device), grad.to(device)
 
             rows += _measure(name, fn, inputs, lengths, repeats, loop_limit_s, progress)
     finally:
@@ -160,7 +204,7 @@ def run_neuron_benchmark(
             r["ratio"] = r["seconds"] / gelu[r["length"]]
     if out_md is not None:
         settings = dict(lengths=lengths, batch=batch, channels=channels, repeats=repeats, threads=threads,
-                        loop_limit_s=loop_limit_s)
+                        loop_limit_s=loop_limit_s, device=device)
         write_section(out_md, _markdown(rows, settings, machine))
     return rows
 
@@ -211,18 +255,21 @@ def _cell(row) -> str:
 
 def _markdown(rows, settings, machine) -> str:
     lengths = settings["lengths"]
+    gpu = settings.get("device") == "cuda"
     command = (
         f"python benchmarks/neurons.py --lengths {' '.join(map(str, lengths))} --batch {settings['batch']} "
         f"--channels {settings['channels']} --repeats {settings['repeats']} --threads {settings['threads']} "
-        f"--loop-limit {settings['loop_limit_s']:g}"
+        f"--loop-limit {settings['loop_limit_s']:g}" + (" --device cuda" if gpu else "")
     )
     lines = [
-        SECTION,
+        GPU_SECTION if gpu else SECTION,
         "",
         f"Forward + backward of spikes for x of shape ({settings['batch']}, {settings['channels']}, L) float32, "
         f"tau {TAU}, threshold 1, hard reset; median of up to {settings['repeats']} runs after a warm-up run "
         "(which pays numba's compilation). In parentheses: time relative to GELU forward+backward on the same "
-        "tensor in the same run. Peers run on the time-major layout (L, batch·channels) that they expect.",
+        "tensor in the same run. Peers run on the time-major layout (L, batch·channels) that they expect."
+        + (" On the GPU, each timed call starts and ends with torch.cuda.synchronize; the warm-up pays "
+           "Triton's compilation." if gpu else ""),
         "",
         "| method | " + " | ".join(f"L = {n}" for n in lengths) + " |",
         "|---|" + "---|" * len(lengths),
@@ -231,6 +278,8 @@ def _markdown(rows, settings, machine) -> str:
         cells = {r["length"]: _cell(r) for r in rows if r["method"] == method}
         lines.append(f"| {method} | " + " | ".join(cells[n] for n in lengths) + " |")
     busy = machine["load"] > 0.5 * (machine["cores"] or 1)
+    if gpu:
+        lines += ["", f"GPU: {machine['gpu']}; CUDA {machine['cuda']}, Triton {machine['triton']}."]
     lines += [
         "",
         f"Command: `{command}`",

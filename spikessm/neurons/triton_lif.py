@@ -142,7 +142,7 @@ def _backward_kernel(
                 d_spike = tl.maximum(1 - tl.abs(z), 0, propagate_nan=tl.PropagateNan.ALL)
             elif SURROGATE == 1:  # atan, α = 2: 1 / (1 + (2π z / 2)²), 2π rounded to z's dtype first
                 two_pi = tl.full([], 6.283185307179586, tl.float64).to(compute)
-                w = two_pi * z / 2
+                w = two_pi * z * 0.5  # = torch's `/ 2` exactly; Triton's float32 `/` is approximate
                 if compute == tl.float64:
                     d_spike = 1 / (1 + w * w)
                 else:
