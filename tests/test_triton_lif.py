@@ -237,3 +237,40 @@ def test_auto_prefers_triton_on_cuda(monkeypatch, device_type, dtype, installed,
     monkeypatch.setattr(lif_module, "_triton_installed", lambda: installed)
     x = types.SimpleNamespace(device=torch.device(device_type), dtype=dtype)  # no CUDA tensor needed
     assert lif_module._auto_backend(x) == expected
+
+
+# --- the GPU benchmark's code path, on the CPU -----------------------------------------------------------
+
+
+@pytest.mark.skipif(DEVICE != "cpu", reason="benchmarks/gpu.sh runs the real GPU benchmark")
+def test_gpu_benchmark_methods_and_table(device, monkeypatch, tmp_path):
+    # `spikessm bench neurons --device cuda` times GPU_METHODS; run them here on toy sizes (triton in the
+    # interpreter), then render the GPU table next to an existing CPU section.
+    from spikessm.neurons import benchmark
+
+    monkeypatch.setattr(benchmark, "METHODS", benchmark.GPU_METHODS)
+    rows = benchmark.run_neuron_benchmark(lengths=(5, 20), batch=2, channels=3, repeats=1, progress=False)
+    measured = {r["method"] for r in rows if r["seconds"] is not None}
+    assert {"GELU (yardstick)", "lif triton", "lif scan", "lif sdn"} <= measured
+    assert all(r["seconds"] is not None or r["note"] for r in rows)
+
+    settings = dict(lengths=[5, 20], batch=2, channels=3, repeats=1, threads=2, loop_limit_s=60.0, device="cuda")
+    machine = benchmark._machine() | {"gpu": "Test GPU (1 GiB)", "cuda": "12.8", "triton": triton.__version__}
+    path = tmp_path / "BENCHMARKS.md"
+    path.write_text("# Benchmarks\n\n## Neurons\n\nthe CPU table\n\n## SDN\n\nsdn\n")
+    benchmark.write_section(path, benchmark._markdown(rows, settings, machine))
+    text = path.read_text()
+    assert "## Neurons\n\nthe CPU table" in text and "## SDN" in text  # other sections kept
+    gpu_section = text[text.index("## Neurons (GPU)") :]
+    assert "| lif triton |" in gpu_section and "GPU: Test GPU (1 GiB)" in gpu_section
+    assert "--device cuda" in gpu_section
+
+
+def test_bench_neurons_on_cuda_without_a_gpu_is_a_user_error(capsys):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    from spikessm.cli import main
+
+    assert main(["bench", "neurons", "--device", "cuda", "--out", ""]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "no CUDA device" in err and "\n" not in err

@@ -192,7 +192,12 @@ def _backward_kernel(
 def _kernels(interpret: bool):
     """(forward, backward) kernels for one mode. triton.jit reads TRITON_INTERPRET as it decorates, and
     `interpret` is what it reads now; the cache keeps one pair per mode."""
-    return triton.jit(_forward_kernel), triton.jit(_backward_kernel)
+    # Triton compiles a variant per integer argument that is 1 or a multiple of 16; for the length that
+    # buys aligned tile stores, for the neuron count nothing but compile time.
+    return (
+        triton.jit(_forward_kernel, do_not_specialize=["n"]),
+        triton.jit(_backward_kernel, do_not_specialize=["n"]),
+    )
 
 
 def _launch_options(interpret: bool) -> dict:
