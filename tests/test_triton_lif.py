@@ -87,8 +87,8 @@ def test_matches_loop_on_random_cases(device, case):
 @pytest.mark.parametrize("reset", ["hard", "soft"])
 @pytest.mark.parametrize("surrogate", SURROGATES)
 def test_every_surrogate_and_reset_with_learnable_channel_parameters(device, reset, surrogate):
-    # 2 x 35 = 70 neurons: three programs of 32, the last one short; L = 37: three chunks of 16, the last
-    # one short. Per-channel tau and threshold that require grad.
+    # 2 x 35 = 70 neurons: three programs of 32, the last one short; L = 37: two chunks of 32, the second
+    # 5 steps long. Per-channel tau and threshold that require grad.
     g = torch.Generator().manual_seed(1)
     tau = torch.rand(35, generator=g)
     threshold = 0.6 + 0.8 * torch.rand(35, generator=g)
@@ -117,8 +117,11 @@ def test_many_programs_and_chunks(device, monkeypatch, dtype, reset):
     _assert_grads_close(g, g_loop, dtype)
 
 
-@pytest.mark.parametrize("length", [1, 2, 15, 16, 17])
+@pytest.mark.parametrize("length", [1, 2, 3, 31, 32, 33])
 def test_lengths_around_the_chunk(device, length):
+    # A chunk is the power of two at or above L, at most CHUNK = 32: L = 3 runs one masked step, 31 one,
+    # 33 a second chunk of one real step and 31 masked ones.
+    assert triton_lif._chunk(length) == min(32, 1 << (length - 1).bit_length())
     case = _case((40, length), torch.full((40,), 0.5), torch.ones(()), "soft", "triangle", seed=length)
     s_loop, g_loop = _run(case, "loop")
     s, g = _run(case, "triton", device)

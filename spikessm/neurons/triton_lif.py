@@ -20,7 +20,8 @@ Why chunks of time: the loop over time is unrolled CHUNK steps at a time, and ea
 gathered into (BLOCK, CHUNK) tiles (a select per step) and stored once at its end. So within a chunk
 every load comes before every store, and the compiler may issue the chunk's loads together (it cannot
 move a load above a store that might alias it): the memory latency is paid about once per chunk, not once
-per step, and the tile stores write whole sectors of CHUNK consecutive steps. The loads themselves read
+per step, and the tile stores write whole sectors of CHUNK consecutive steps. Shorter sequences take the
+next power of two above L as their chunk, so that L = 1 (streaming) does not run 31 masked steps. The loads themselves read
 one step of BLOCK neurons L elements apart; consecutive steps reuse the same sectors from cache. Edges
 are masked: the last chunk may run past L (masked steps load zeros, which leave every sum unchanged and
 are never stored), the last block past n.
@@ -52,7 +53,7 @@ except ImportError:  # the [gpu] extra is not installed: lif_triton says how to 
     triton = tl = None
 
 BLOCK = 32  # neurons per program: one warp, one neuron per thread
-CHUNK = 16  # time steps per tile: 64 bytes of float32 per neuron row
+CHUNK = 32  # time steps per tile at most: 128 bytes (a cache line) of float32 per neuron row
 _ORDER = ("triangle", "atan", "fast_sigmoid", "sigmoid", "straight_through")  # kernels' SURROGATE index
 _INSTALL = 'backend \'triton\' needs Triton, which is not installed: pip install -e ".[gpu]"'
 
@@ -206,6 +207,10 @@ def _launch_options(interpret: bool) -> dict:
     return {} if interpret else {"num_warps": max(1, BLOCK // 32), "enable_fp_fusion": False}
 
 
+def _chunk(length: int) -> int:
+    return min(CHUNK, triton.next_power_of_2(length))
+
+
 def _per_neuron(p: torch.Tensor, neurons: torch.Size, dtype: torch.dtype) -> torch.Tensor:
     """tau or threshold (broadcastable to neurons) as one contiguous value per neuron, (n,)."""
     return p.detach().to(dtype).expand(neurons).contiguous().view(-1)
@@ -227,7 +232,7 @@ class _TritonLIF(torch.autograd.Function):
         if n:
             forward_kernel[(triton.cdiv(n, BLOCK),)](
                 rows, tau_n, threshold_n, spikes, v, n, length,
-                HARD=hard, SAVE_V=save_v, BLOCK=BLOCK, CHUNK=CHUNK, **_launch_options(interpret),
+                HARD=hard, SAVE_V=save_v, BLOCK=BLOCK, CHUNK=_chunk(length), **_launch_options(interpret),
             )
         if save_v:
             ctx.save_for_backward(v, tau, threshold)
@@ -248,7 +253,7 @@ class _TritonLIF(torch.autograd.Function):
             backward_kernel[(triton.cdiv(n, BLOCK),)](
                 grad.contiguous().view(n, length), v, _per_neuron(tau, neurons, v.dtype),
                 _per_neuron(threshold, neurons, v.dtype), grad_x, grad_tau, grad_threshold, n, length,
-                HARD=ctx.hard, SURROGATE=ctx.which, BLOCK=BLOCK, CHUNK=CHUNK, **_launch_options(interpret),
+                HARD=ctx.hard, SURROGATE=ctx.which, BLOCK=BLOCK, CHUNK=_chunk(length), **_launch_options(interpret),
             )
 
         def reduce(per_neuron, p, needed):  # sum over the neurons that share one value of p
