@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Subset
 
-from spikessm.data.registry import require_data_dir
+from spikessm.data.base import require_data_dir
 from spikessm.errors import UserError
 
 PAD, UNK = "<pad>", "<unk>"

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch.utils.data import TensorDataset
 
-from spikessm.data.registry import Splits, Task, register
+from spikessm.data.base import Splits, Task, builtin
 
 SPLIT_SEED = 0  # fixes the train/val/test split and the psdigits permutation for good
 
@@ -36,7 +36,7 @@ def load_digit_sequences(permuted: bool) -> Splits:
     )
 
 
-register(Task("sdigits", "8x8 digits read pixel by pixel (embedded, scikit-learn)", 64, 10,
+builtin(Task("sdigits", "8x8 digits read pixel by pixel (embedded, scikit-learn)", 64, 10,
               "classify", lambda options, data_dir: load_digit_sequences(permuted=False)))
-register(Task("psdigits", "sdigits with a fixed pixel permutation (embedded)", 64, 10,
+builtin(Task("psdigits", "sdigits with a fixed pixel permutation (embedded)", 64, 10,
               "classify", lambda options, data_dir: load_digit_sequences(permuted=True)))

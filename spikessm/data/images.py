@@ -23,7 +23,7 @@ import torch
 from torch.utils.data import Dataset
 
 from spikessm.data.common import find_data, hold_out_val
-from spikessm.data.registry import Splits, Task, register
+from spikessm.data.base import Splits, Task, builtin
 from spikessm.errors import UserError
 
 IDX_NAMES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
@@ -215,12 +215,12 @@ def load_scifar(options: dict, data_dir: Path | None) -> Splits:
 
 SPLIT_OPTIONS = {"val_fraction": 0.1, "split_seed": 42}  # S4's val_split 0.1, seed 42
 
-register(Task("smnist", "sequential MNIST: 28x28 digits pixel by pixel", 784, 10, "classify", load_mnist,
+builtin(Task("smnist", "sequential MNIST: 28x28 digits pixel by pixel", 784, 10, "classify", load_mnist,
               options=dict(SPLIT_OPTIONS), needs_data_dir=True))
-register(Task("psmnist", "permuted sequential MNIST (one fixed pixel permutation)", 784, 10, "classify",
+builtin(Task("psmnist", "permuted sequential MNIST (one fixed pixel permutation)", 784, 10, "classify",
               lambda options, data_dir: load_mnist(options, data_dir, permuted=True),
               options=dict(SPLIT_OPTIONS), needs_data_dir=True))
-register(Task("sfmnist", "sequential Fashion-MNIST pixel by pixel (Debian: dataset-fashion-mnist)", 784, 10,
+builtin(Task("sfmnist", "sequential Fashion-MNIST pixel by pixel (Debian: dataset-fashion-mnist)", 784, 10,
               "classify", load_fashion_mnist, options=dict(SPLIT_OPTIONS)))
-register(Task("scifar", "sequential CIFAR-10 in colour: 1024 pixels x 3 channels", 1024, 10, "classify",
+builtin(Task("scifar", "sequential CIFAR-10 in colour: 1024 pixels x 3 channels", 1024, 10, "classify",
               load_scifar, options=dict(SPLIT_OPTIONS), needs_data_dir=True, d_input=3))

@@ -1,6 +1,7 @@
 """From a config to data: a task's splits (:func:`load_data`) and their batches (:func:`make_loader`)."""
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import torch
@@ -16,6 +17,8 @@ def load_data(cfg: dict[str, Any]) -> tuple[Task, Splits]:
     data = cfg["data"]
     options = {k: v for k, v in data.items() if k not in COMMON_DATA_OPTIONS}
     splits = task.load(options, resolve_data_dir(data["dir"]))
+    if splits.kind or splits.seq_len:  # the data decides them (task tensors)
+        task = replace(task, kind=splits.kind or task.kind, seq_len=splits.seq_len or task.seq_len)
     return task, subsample(splits, data.get("train_samples", 0), data.get("eval_samples", 0))
 
 

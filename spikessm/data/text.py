@@ -28,7 +28,7 @@ from torch.utils.data import Dataset
 
 from spikessm.data.cache import cached
 from spikessm.data.common import PAD, UNK, Vocab, find_data, split_sizes
-from spikessm.data.registry import Splits, Task, register
+from spikessm.data.base import Splits, Task, builtin
 from spikessm.errors import UserError
 
 EOS = "<eos>"
@@ -126,8 +126,8 @@ def load_chars(options: dict, data_dir: Path | None) -> Splits:
 WIKITEXT_VOCAB = 267735 + 1  # the published vocabulary (words, <unk>, <eos>) and our <pad>
 TYPICAL_CHARS = 100  # the chars vocabulary depends on the file; English prose has about this many
 
-register(Task("wikitext103", "WikiText-103 word-level language modelling", 512, WIKITEXT_VOCAB, "lm",
+builtin(Task("wikitext103", "WikiText-103 word-level language modelling", 512, WIKITEXT_VOCAB, "lm",
               load_wikitext103, options={"seq_len": 512}, needs_data_dir=True, vocab_size=WIKITEXT_VOCAB))
-register(Task("chars", "character-level language modelling on any UTF-8 file (--set data.path=FILE)",
+builtin(Task("chars", "character-level language modelling on any UTF-8 file (--set data.path=FILE)",
               512, TYPICAL_CHARS, "lm", load_chars, options={"seq_len": 512, "path": ""},
               vocab_size=TYPICAL_CHARS, char_level=True))

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from spikessm.data.images import image_splits, read_cifar10
-from spikessm.data.registry import Splits, Task, register
+from spikessm.data.base import Splits, Task, builtin
 
 GRAY_WEIGHTS = np.array([0.2989, 0.5870, 0.1140], np.float32)
 MEAN, STD = (122.6 / 255,), (61.0 / 255,)
@@ -35,5 +35,5 @@ def load_image(options: dict, data_dir: Path | None) -> Splits:
     return image_splits(data, folder, options, mean=MEAN, std=STD)
 
 
-register(Task("image", "LRA Image: grayscale CIFAR-10 pixel by pixel", 1024, 10, "classify", load_image,
+builtin(Task("image", "LRA Image: grayscale CIFAR-10 pixel by pixel", 1024, 10, "classify", load_image,
               options={"val_fraction": 0.1, "split_seed": 42}, needs_data_dir=True))

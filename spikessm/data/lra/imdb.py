@@ -16,7 +16,7 @@ from spikessm.data.cache import cached
 from spikessm.data.collate import pad_collate
 from spikessm.data.common import (BYTE_OFFSET, BYTE_VOCAB_NOTE, BYTE_VOCAB_SIZE, TokenSequences, find_data,
                                   hold_out_val, pack)
-from spikessm.data.registry import Splits, Task, register
+from spikessm.data.base import Splits, Task, builtin
 
 SENTIMENTS = ("neg", "pos")  # label = index
 SOURCE = ("Get aclImdb_v1.tar.gz from https://ai.stanford.edu/~amaas/data/sentiment/ and extract it "
@@ -43,6 +43,6 @@ def load_text(options: dict, data_dir: Path | None) -> Splits:
                   info={"vocab": BYTE_VOCAB_NOTE, "val": how, "source": str(folder)})
 
 
-register(Task("text", "LRA Text: IMDb sentiment at byte level, token ids", 4096, 2, "classify", load_text,
+builtin(Task("text", "LRA Text: IMDb sentiment at byte level, token ids", 4096, 2, "classify", load_text,
               options={"l_max": 4096, "val_fraction": 0.1, "split_seed": 42}, needs_data_dir=True,
               vocab_size=BYTE_VOCAB_SIZE))

@@ -15,7 +15,7 @@ import numpy as np
 from spikessm.data.cache import cached
 from spikessm.data.collate import pad_collate
 from spikessm.data.common import LRA_SOURCE, TokenSequences, Vocab, bad_line, find_data, pack
-from spikessm.data.registry import Splits, Task, register
+from spikessm.data.base import Splits, Task, builtin
 
 OPERATORS = ("[MIN", "[MAX", "[MED", "[SM")
 VOCAB = Vocab([*OPERATORS, "X", *map(str, range(10))])
@@ -63,5 +63,5 @@ def load_listops(options: dict, data_dir: Path | None) -> Splits:
     )
 
 
-register(Task("listops", "LRA ListOps: nested MIN/MAX/MED/SM expressions, token ids", 2048, 10,
+builtin(Task("listops", "LRA ListOps: nested MIN/MAX/MED/SM expressions, token ids", 2048, 10,
               "classify", load_listops, options={"l_max": 2048}, needs_data_dir=True, vocab_size=len(VOCAB)))

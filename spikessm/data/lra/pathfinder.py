@@ -27,7 +27,7 @@ from tqdm import tqdm
 from spikessm.data.cache import cached
 from spikessm.data.common import LRA_SOURCE, bad_line, find_data, random_split
 from spikessm.data.images import ImageSequences
-from spikessm.data.registry import Splits, Task, register
+from spikessm.data.base import Splits, Task, builtin
 from spikessm.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -119,9 +119,10 @@ def load_pathx(options: dict, data_dir: Path | None) -> Splits:
     return read_pathfinder("pathx", 128, options, data_dir)
 
 
-register(Task("pathfinder", "LRA Pathfinder: are two circles connected by a dashed path? pixels",
+builtin(Task("pathfinder", "LRA Pathfinder: are two circles connected by a dashed path? pixels",
               1024, 2, "classify", load_pathfinder, needs_data_dir=True,
-              options={"resolution": 32, "difficulty": "curv_contour_length_14", "split_seed": 42}))
-register(Task("pathx", "LRA Path-X: Pathfinder at 128x128 (16,384 steps)", 128 * 128, 2, "classify",
+              options={"resolution": 32, "difficulty": "curv_contour_length_14", "split_seed": 42},
+              choices={"resolution": RESOLUTIONS}))
+builtin(Task("pathx", "LRA Path-X: Pathfinder at 128x128 (16,384 steps)", 128 * 128, 2, "classify",
               load_pathx, needs_data_dir=True,
               options={"difficulty": "curv_contour_length_14", "split_seed": 42}))

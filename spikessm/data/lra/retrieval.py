@@ -16,7 +16,7 @@ from spikessm.data.cache import cached
 from spikessm.data.collate import pad_collate
 from spikessm.data.common import (BYTE_OFFSET, BYTE_VOCAB_NOTE, BYTE_VOCAB_SIZE, LRA_SOURCE, TokenSequences,
                                   bad_line, find_data, pack)
-from spikessm.data.registry import Splits, Task, register
+from spikessm.data.base import Splits, Task, builtin
 
 FILES = {"train": "new_aan_pairs.train.tsv", "val": "new_aan_pairs.eval.tsv",
          "test": "new_aan_pairs.test.tsv"}
@@ -55,6 +55,6 @@ def load_retrieval(options: dict, data_dir: Path | None) -> Splits:
     )
 
 
-register(Task("retrieval", "LRA Retrieval: AAN citation pairs at byte level, two token-id documents",
+builtin(Task("retrieval", "LRA Retrieval: AAN citation pairs at byte level, two token-id documents",
               4000, 2, "retrieval", load_retrieval, options={"l_max": 4000}, needs_data_dir=True,
               vocab_size=BYTE_VOCAB_SIZE))
