@@ -39,10 +39,12 @@ modules and set the variable in, a call runs in the mode the environment says at
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 
 import torch
+from torch.autograd.function import once_differentiable
 
 from spikessm.errors import UserError
 
@@ -211,6 +213,11 @@ def _chunk(length: int) -> int:
     return min(CHUNK, triton.next_power_of_2(length))
 
 
+def _on(device: torch.device):
+    # Triton launches on the current CUDA device, which need not be x's.
+    return torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext()
+
+
 def _per_neuron(p: torch.Tensor, neurons: torch.Size, dtype: torch.dtype) -> torch.Tensor:
     """tau or threshold (broadcastable to neurons) as one contiguous value per neuron, (n,)."""
     return p.detach().to(dtype).expand(neurons).contiguous().view(-1)
@@ -230,16 +237,18 @@ class _TritonLIF(torch.autograd.Function):
         v = torch.empty((n, length), dtype=compute, device=x.device) if save_v else spikes  # unused if not
         tau_n, threshold_n = (_per_neuron(p, neurons, compute) for p in (tau, threshold))
         if n:
-            forward_kernel[(triton.cdiv(n, BLOCK),)](
-                rows, tau_n, threshold_n, spikes, v, n, length,
-                HARD=hard, SAVE_V=save_v, BLOCK=BLOCK, CHUNK=_chunk(length), **_launch_options(interpret),
-            )
+            with _on(x.device):
+                forward_kernel[(triton.cdiv(n, BLOCK),)](
+                    rows, tau_n, threshold_n, spikes, v, n, length,
+                    HARD=hard, SAVE_V=save_v, BLOCK=BLOCK, CHUNK=_chunk(length), **_launch_options(interpret),
+                )
         if save_v:
             ctx.save_for_backward(v, tau, threshold)
         ctx.hard, ctx.which, ctx.shape, ctx.x_dtype = hard, which, x.shape, x.dtype
         return spikes.view(x.shape)
 
     @staticmethod
+    @once_differentiable  # the backward is a kernel, not a graph: no second derivatives
     def backward(ctx, grad):
         v, tau, threshold = ctx.saved_tensors
         neurons = ctx.shape[:-1]
@@ -247,14 +256,16 @@ class _TritonLIF(torch.autograd.Function):
         interpret = interpreting()
         _, backward_kernel = _kernels(interpret)
         grad_x = torch.empty((n, length), dtype=ctx.x_dtype, device=v.device)
-        grad_tau = torch.zeros(n, dtype=torch.float64, device=v.device)
-        grad_threshold = torch.zeros(n, dtype=torch.float64, device=v.device)
+        grad_tau = torch.empty(n, dtype=torch.float64, device=v.device)  # per neuron, all written
+        grad_threshold = torch.empty(n, dtype=torch.float64, device=v.device)
         if n:
-            backward_kernel[(triton.cdiv(n, BLOCK),)](
-                grad.contiguous().view(n, length), v, _per_neuron(tau, neurons, v.dtype),
-                _per_neuron(threshold, neurons, v.dtype), grad_x, grad_tau, grad_threshold, n, length,
-                HARD=ctx.hard, SURROGATE=ctx.which, BLOCK=BLOCK, CHUNK=_chunk(length), **_launch_options(interpret),
-            )
+            with _on(v.device):
+                backward_kernel[(triton.cdiv(n, BLOCK),)](
+                    grad.contiguous().view(n, length), v, _per_neuron(tau, neurons, v.dtype),
+                    _per_neuron(threshold, neurons, v.dtype), grad_x, grad_tau, grad_threshold, n, length,
+                    HARD=ctx.hard, SURROGATE=ctx.which, BLOCK=BLOCK, CHUNK=_chunk(length),
+                    **_launch_options(interpret),
+                )
 
         def reduce(per_neuron, p, needed):  # sum over the neurons that share one value of p
             return per_neuron.view(neurons).sum_to_size(p.shape).to(p.dtype) if needed else None
