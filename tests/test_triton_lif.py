@@ -210,6 +210,24 @@ def test_longer_sequence(device, reset):
 # --- errors and dispatch ---------------------------------------------------------------------------------
 
 
+@pytest.mark.skipif(DEVICE != "cuda", reason="host-device synchronisation is a GPU matter")
+def test_auto_on_cuda_runs_triton_without_synchronising(device, monkeypatch):
+    calls = []
+    real = triton_lif.lif_triton
+    monkeypatch.setattr(triton_lif, "lif_triton", lambda *args: calls.append(1) or real(*args))
+    x = torch.randn(4, 64, 300, device="cuda", requires_grad=True)
+    tau = torch.full((64,), 0.5, device="cuda", requires_grad=True)
+    threshold = torch.ones(64, device="cuda", requires_grad=True)
+    lif(x, tau, threshold).sum().backward()  # first call: compiles (which may wait for the device)
+    torch.cuda.set_sync_debug_mode("error")  # from here, any synchronisation raises
+    try:
+        s = lif(x, tau, threshold)
+        s.backward(torch.ones_like(s))
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert calls == [1, 1]
+
+
 def test_cpu_tensor_without_the_interpreter_names_the_cpu_backends(monkeypatch):
     monkeypatch.delenv("TRITON_INTERPRET", raising=False)
     with pytest.raises(UserError, match="backend 'triton' runs on CUDA tensors.*use 'fused' or 'scan'") as info:
