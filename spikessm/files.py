@@ -18,6 +18,13 @@ import torch
 from spikessm.errors import UserError
 
 
+def _umask() -> int:
+    """The process's umask (reading it means setting it; it is set straight back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def write_atomically(path: str | Path, write: Callable[[BinaryIO], None]) -> None:
     """Create or replace ``path`` with what ``write(file)`` writes; never leaves half a file.
 
@@ -28,6 +35,9 @@ def write_atomically(path: str | Path, write: Callable[[BinaryIO], None]) -> Non
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        # mkstemp creates the file for its owner alone (0600); give it the mode open() would (0666
+        # less the umask), so that others read a checkpoint or run log as they would any other file.
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()

@@ -148,4 +148,4 @@ def lif(x, tau=0.125, threshold=1.0, reset="hard", surrogate="triangle", backend
         return lif_triton(x, tau_t, threshold_t, reset, surrogate)
     from spikessm.neurons.sdn import sdn_lif
 
-    return sdn_lif(x, tau, threshold, reset, surrogate)
+    return sdn_lif(x, tau, threshold_t, reset, surrogate)
