@@ -160,6 +160,23 @@ def cmd_bench_neurons(args) -> int:
     return 0
 
 
+def cmd_bench_model(args) -> int:
+    from spikessm.train.benchmark import PAPER_PRESETS, run_model_benchmark, summary
+
+    if args.all and args.preset:
+        raise UserError("give --all or --preset, not both")
+    presets = list(PAPER_PRESETS) if args.all else (args.preset or [])
+    rows = run_model_benchmark(presets, task=args.task, model=args.model, sets=args.set or [], batch=args.batch,
+                               length=args.length, repeats=args.repeats, device=args.device, threads=args.threads,
+                               out_md=args.out or None, progress=not args.quiet)
+    for row in rows:
+        print(summary(row))
+    failed = [row for row in rows if "error" in row or "ann_error" in row]
+    if args.out:
+        print(f"table written to {args.out}")
+    return 1 if failed else 0
+
+
 def cmd_sdn_train(args) -> int:
     from spikessm.neurons.sdn import train_sdn
 
@@ -263,7 +280,7 @@ def build_parser() -> Parser:
     p.set_defaults(func=cmd_export)
 
     bench = sub.add_parser("bench", help="benchmarks").add_subparsers(
-        dest="bench", metavar="{neurons}", parser_class=Parser, required=True)
+        dest="bench", metavar="{neurons,model}", parser_class=Parser, required=True)
     p = bench.add_parser("neurons", help="LIF backends, GELU and peers: forward+backward time")
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
                    help="cuda: GELU, the triton/scan/sdn backends and SpikingJelly's GPU LIF on the first GPU")
@@ -278,6 +295,23 @@ def build_parser() -> Parser:
     p.add_argument("--out", default="docs/BENCHMARKS.md",
                    help="Markdown file whose '## Neurons' (on cuda '## Neurons (GPU)') section is replaced ('' to skip)")
     p.set_defaults(func=cmd_bench_neurons)
+
+    p = bench.add_parser("model", help="one training step of a preset's model at its real length: time and "
+                         "peak memory, beside its ANN twin (s4d)")
+    p.add_argument("--preset", action="append", metavar="P", help="a preset (repeatable; see `spikessm presets`)")
+    p.add_argument("--all", action="store_true", help="every paper preset of spikingssm")
+    p.add_argument("--task", help="without a preset: the task whose input shape is used (default sdigits)")
+    p.add_argument("--model", help="without a preset: the model (default spikingssm)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="change a config value, as for train")
+    p.add_argument("--batch", type=positive_int, help="batch size (default: the preset's)")
+    p.add_argument("--length", type=positive_int, help="sequence length (default: the preset's)")
+    p.add_argument("--repeats", type=positive_int, default=3, help="timed steps per case (median; default 3)")
+    p.add_argument("--device", default="cpu", help="cpu (default) or cuda[:N]")
+    p.add_argument("--threads", type=positive_int, default=2, help="torch CPU threads (default 2)")
+    p.add_argument("--out", default="docs/BENCHMARKS.md",
+                   help="Markdown file whose '## Models' section is replaced ('' to skip)")
+    p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    p.set_defaults(func=cmd_bench_model)
 
     sdn = sub.add_parser("sdn", help="the Surrogate Dynamic Network of SpikingSSMs").add_subparsers(
         dest="sdn", metavar="{train,eval}", parser_class=Parser, required=True)

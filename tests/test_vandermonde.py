@@ -10,12 +10,7 @@ import torch
 
 from spikessm.ssm import S4D, S4DKernel, bidirectional_kernel, fft_conv
 from spikessm.ssm.kernel import vandermonde
-
-
-def materialised(dtA, C, L):
-    """The (channels, H, L) kernel through the whole (H, N/2, L) table of powers."""
-    powers = torch.exp(dtA.unsqueeze(-1) * torch.arange(L, device=dtA.device))
-    return 2 * torch.einsum("chn,hnl->chl", C, powers).real
+from spikessm.ssm.kernel import vandermonde_materialised as materialised
 
 
 def reference_fft_conv(u, k):

@@ -19,22 +19,27 @@ class _GLUConv(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, weight, bias, spikes):
         ctx.dtype, ctx.spikes = x.dtype, spikes
-        ctx.autocast = (x.device.type, torch.is_autocast_enabled(x.device.type),
-                        torch.get_autocast_dtype(x.device.type))
         ctx.save_for_backward(x.to(torch.int8) if spikes else x, weight, bias)
         return F.glu(F.conv1d(x, weight, bias), dim=-2)
 
     @staticmethod
     def backward(ctx, grad):
         saved, weight, bias = ctx.saved_tensors
-        x = saved.to(ctx.dtype) if ctx.spikes else saved
-        inputs = [t.detach().requires_grad_(needed) for t, needed in zip((x, weight, bias), ctx.needs_input_grad)]
-        device, enabled, dtype = ctx.autocast
-        with torch.enable_grad(), torch.autocast(device, dtype=dtype, enabled=enabled):  # as in forward
-            out = F.glu(F.conv1d(*inputs), dim=-2)
-        wanted = [t for t in inputs if t.requires_grad]
-        grads = iter(torch.autograd.grad(out, wanted, grad))
-        return (*(next(grads) if t.requires_grad else None for t in inputs), None)
+        # In the dtype the forward computed in (bfloat16 under autocast, else the input's).
+        dtype = grad.dtype
+        x, w = saved.to(dtype), weight.to(dtype)
+        z = F.conv1d(x, w, bias.to(dtype))  # (B, 2H, L), recomputed
+        a, c = z.chunk(2, dim=-2)
+        # out = a sigmoid(c):  d/da = sigmoid(c),  d/dc = a sigmoid(c) (1 - sigmoid(c)); written into z,
+        # which then holds dL/dz, so that no second (B, 2H, L) tensor is ever allocated.
+        sig = torch.sigmoid(c)
+        grad_a = grad * sig
+        c.copy_(a).mul_(grad_a).mul_(sig.neg_().add_(1))
+        a.copy_(grad_a)
+        del sig, grad_a
+        grad_x = F.conv1d(z, w.transpose(0, 1)).to(ctx.dtype) if ctx.needs_input_grad[0] else None
+        grad_w = torch.matmul(z, x.transpose(-1, -2)).sum(0).unsqueeze(-1).to(weight.dtype)  # (2H, H, 1)
+        return grad_x, grad_w, z.sum((0, 2)).to(bias.dtype), None
 
 
 def glu_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, spikes: bool = False) -> torch.Tensor:

@@ -51,6 +51,13 @@ def vandermonde(dtA: torch.Tensor, C: torch.Tensor, L: int) -> torch.Tensor:
     return K.flatten(-2)[..., :L]
 
 
+def vandermonde_materialised(dtA: torch.Tensor, C: torch.Tensor, L: int) -> torch.Tensor:
+    """:func:`vandermonde` through the whole (H, N/2, L) table of powers: the textbook formula, kept as the
+    reference that tests and ``benchmarks/kernel.py`` compare against. Not for training at long L."""
+    powers = torch.exp(dtA.unsqueeze(-1) * torch.arange(L, device=dtA.device))
+    return 2 * torch.einsum("chn,hnl->chl", C, powers).real
+
+
 class S4DKernel(nn.Module):
     """Holds A, C and dt for H channels; produces the kernel ``(channels, H, L)`` or steps the recurrence.
 
