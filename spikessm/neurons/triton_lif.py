@@ -97,13 +97,17 @@ def _forward_kernel(
         v_tile = tl.full([BLOCK, CHUNK], 0, compute)
         for k in tl.static_range(CHUNK):
             x_t = tl.load(x_ptr + base + (t0 + k), mask=row_ok & (t0 + k < length), other=0).to(compute)
-            # lif_step, operation by operation:
+            # lif_step, operation by operation. The reset is a select between lif_step's two possible
+            # results, each computed as lif_step computes it (v·(1 - 1) = v·0, v·(1 - 0) = v·1 = v; v - θ·1,
+            # v - θ·0), so the bits are the same; the comparison and the reset then overlap, which takes
+            # two dependent operations off the time step's critical chain.
             v = tau * u + x_t
-            s = (v - threshold >= 0).to(compute)
+            fire = v - threshold >= 0
+            s = fire.to(compute)
             if HARD:
-                u = v * (1 - s)
+                u = tl.where(fire, v * 0, v)
             else:
-                u = v - threshold * s
+                u = tl.where(fire, v - threshold, v - threshold * 0)
             s_tile = tl.where(cols == k, s, s_tile)
             if SAVE_V:
                 v_tile = tl.where(cols == k, v, v_tile)
