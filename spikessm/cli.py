@@ -143,6 +143,15 @@ def cmd_export(args) -> int:
     return 0
 
 
+def benchmarks_markdown(out: str | None) -> str | None:
+    """The Markdown file a benchmark writes: ``--out`` ('' for none); by default the source checkout's
+    docs/BENCHMARKS.md, wherever the command runs (none when spikessm is installed without its docs)."""
+    if out is not None:
+        return out or None
+    checkout = Path(__file__).resolve().parent.parent / "docs" / "BENCHMARKS.md"
+    return str(checkout) if checkout.is_file() else None
+
+
 def cmd_bench_neurons(args) -> int:
     from spikessm.neurons.benchmark import run_neuron_benchmark
 
@@ -150,13 +159,13 @@ def cmd_bench_neurons(args) -> int:
     lengths = args.lengths or ([1024, 2048, 4096, 8192, 16384] if gpu else [1024, 4096, 16384])
     rows = run_neuron_benchmark(lengths=lengths, batch=args.batch, channels=args.channels or (256 if gpu else 128),
                                 repeats=args.repeats, threads=args.threads, loop_limit_s=args.loop_limit,
-                                out_md=args.out, device=args.device)
+                                out_md=benchmarks_markdown(args.out), device=args.device)
     for row in rows:
         time_ms = "-" if row["seconds"] is None else f"{row['seconds'] * 1e3:.1f} ms"
         ratio = "" if row.get("ratio") is None else f"  {row['ratio']:.2f}x GELU"
         print(f"{row['method']:<16} L={row['length']:<6} {time_ms:>12}{ratio}  {row['note']}")
-    if args.out:
-        print(f"table written to {args.out}")
+    out = benchmarks_markdown(args.out)
+    print(f"table written to {out}" if out else "no table written (give --out FILE to write one)")
     return 0
 
 
@@ -292,8 +301,8 @@ def build_parser() -> Parser:
     p.add_argument("--threads", type=positive_int, default=2)
     p.add_argument("--loop-limit", type=float, default=60.0,
                    help="seconds after which the Python-loop reference is reported as '> limit'")
-    p.add_argument("--out", default="docs/BENCHMARKS.md",
-                   help="Markdown file whose '## Neurons' (on cuda '## Neurons (GPU)') section is replaced ('' to skip)")
+    p.add_argument("--out", help="Markdown file whose '## Neurons' (on cuda '## Neurons (GPU)') section is "
+                   "replaced (default: docs/BENCHMARKS.md of the source checkout; '' to skip)")
     p.set_defaults(func=cmd_bench_neurons)
 
     p = bench.add_parser("model", help="one training step of a preset's model at its real length: time and "
