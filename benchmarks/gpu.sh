@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Every GPU check in one call, under 8 minutes on one GPU (time limits 270 + 100 + 90 s; the tests compile
-# about 60 kernel variants, a second or two each):
+# Every GPU check in one call, under 8 minutes on one GPU (time limits: tests 270 s, they compile about 60
+# kernel variants of a second or two each; bench neurons 100 s; bench model whatever is left of 470 s):
 #   1. the Triton LIF tests with the compiled kernels on the GPU (no interpreter), against the CPU loop;
 #   2. spikessm bench neurons --device cuda  (triton, scan, sdn, GELU, SpikingJelly: L = 1K..16K, 16 x 256);
-#   3. spikessm bench model --device cuda --all --batch 2, if this checkout has that command.
+#   3. spikessm bench model --device cuda --all --batch 2, if this checkout has that command; its table is
+#      the "## Models (GPU)" section of the same file.
 # Needs a CUDA build of torch and the [gpu] extra:  pip install -e ".[gpu]"
 # Outputs go to $OUT when it is set (a folder the caller fetches), else to benchmarks/gpu-results/; the
 # neuron table is the "## Neurons (GPU)" section of $OUT/BENCHMARKS.md, or of docs/BENCHMARKS.md.
@@ -33,7 +34,9 @@ timeout 100 spikessm bench neurons --device cuda --out "$md" 2>&1 | tee "$out/be
 
 echo "== 3/3 spikessm bench model --device cuda (${SECONDS} s so far)"
 if spikessm bench model --help > /dev/null 2>&1; then
-    timeout 90 spikessm bench model --device cuda --all --batch 2 2>&1 | tee "$out/bench_model.txt" || status=1
+    left=$(( 470 - SECONDS )); [ "$left" -lt 60 ] && left=60
+    timeout "$left" spikessm bench model --device cuda --all --batch 2 --out "$md" --section "Models (GPU)" 2>&1 \
+        | tee "$out/bench_model.txt" || status=1
 else
     echo "skipped: this checkout has no 'spikessm bench model'" | tee "$out/bench_model.txt"
 fi
