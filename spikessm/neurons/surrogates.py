@@ -18,7 +18,7 @@ import math
 
 import torch
 
-from spikessm.errors import UserError
+from spikessm.errors import check_choice
 
 
 def _triangle(z):
@@ -56,8 +56,7 @@ SURROGATES = tuple(SURROGATE_DERIVATIVES)
 
 def check_surrogate(surrogate: str) -> None:
     """Raise UserError unless `surrogate` names one of SURROGATES."""
-    if surrogate not in SURROGATE_DERIVATIVES:
-        raise UserError(f"surrogate must be one of {', '.join(SURROGATES)}; got {surrogate!r}")
+    check_choice("surrogate", surrogate, SURROGATES)
 
 
 def surrogate_grad(z: torch.Tensor, name: str) -> torch.Tensor:

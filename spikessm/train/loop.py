@@ -3,13 +3,18 @@
 Files written to the output directory (by rank 0 alone in a multi-process run):
   config.yaml     the resolved config (``spikessm train --preset DIR/config.yaml`` reruns it)
   metrics.jsonl   one line per epoch: losses, accuracies, lr, seconds, firing rates, skipped batches
-  best.pt         the best-on-validation weights and the config (what ``spikessm eval`` reads)
+  best.pt         the best-on-validation weights, the ModelConfig (``spikessm.load_model`` rebuilds the
+                  model from it without data), the training config and the vocabulary
   last.pt         the whole training state (see :func:`save_last`): written at every epoch end,
                   every ``train.checkpoint_every`` optimizer steps and on SIGINT/SIGTERM;
                   ``spikessm train --resume DIR`` continues from it and ends exactly where an
                   uninterrupted run would
-  summary.json    task, model, test metric, firing rates, energy, params, time (docs/TRAINING.md): task, model, test metric, firing, energy, ...
+  summary.json    task, model, test metric, firing rates, energy, params, time (docs/TRAINING.md)
   tensorboard/    event files, when the ``tensorboard`` package is installed
+
+Read top to bottom: what a run is made of (:class:`Run`, :func:`build_run`) and how far it has got
+(:class:`State`, :class:`EpochSums`), checkpoints, one step and one epoch, the end of the run, and
+the entry points. Data loading is :mod:`spikessm.data.loading`; evaluation :mod:`spikessm.train.evaluation`.
 
 One optimizer step = ``train.accumulate`` micro-batches of ``train.batch_size`` samples on each of
 the torchrun processes (see :mod:`spikessm.train.distributed`); the LR schedule counts optimizer steps.

@@ -28,7 +28,7 @@ from spikessm.data.cache import cached
 from spikessm.data.common import LRA_SOURCE, bad_line, find_data, random_split
 from spikessm.data.images import ImageSequences
 from spikessm.data.base import Splits, Task, builtin
-from spikessm.errors import UserError
+from spikessm.errors import UserError, check_choice
 
 log = logging.getLogger(__name__)
 
@@ -88,8 +88,7 @@ def _read_folder(folder: Path, resolution: int, difficulty: str, rows: list[tupl
 
 def read_pathfinder(task: str, resolution: int, options: dict, data_dir: Path | None) -> Splits:
     difficulty = str(options["difficulty"])
-    if resolution not in RESOLUTIONS:
-        raise UserError(f"data.resolution must be one of {RESOLUTIONS}, got {resolution}")
+    check_choice("data.resolution", resolution, RESOLUTIONS)
     if difficulty not in DIFFICULTIES and not re.fullmatch(r"curv_contour_length_\d+", difficulty):
         raise UserError(f"data.difficulty must be one of {', '.join(DIFFICULTIES)}, got {difficulty!r}")
     here = f"pathfinder{resolution}/{difficulty}"
