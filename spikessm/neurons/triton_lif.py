@@ -96,7 +96,10 @@ def _forward_kernel(
         s_tile = tl.full([BLOCK, CHUNK], 0, compute)
         v_tile = tl.full([BLOCK, CHUNK], 0, compute)
         for k in tl.static_range(CHUNK):
-            x_t = tl.load(x_ptr + base + (t0 + k), mask=row_ok & (t0 + k < length), other=0).to(compute)
+            # rows < (n while t0 + k < L, else 0): a block comparison, where `row_ok & (t0 + k < L)` would
+            # combine a block with a scalar, which Triton 3.9's interpreter turns into an int32 mask.
+            ok = rows < tl.where(t0 + k < length, n, 0)
+            x_t = tl.load(x_ptr + base + (t0 + k), mask=ok, other=0).to(compute)
             # lif_step, operation by operation. The reset is a select between lif_step's two possible
             # results, each computed as lif_step computes it (v·(1 - 1) = v·0, v·(1 - 0) = v·1 = v; v - θ·1,
             # v - θ·0), so the bits are the same; the comparison and the reset then overlap, which takes
@@ -139,7 +142,7 @@ def _backward_kernel(
         gx_tile = tl.full([BLOCK, CHUNK], 0, compute)
         for j in tl.static_range(CHUNK):
             k = CHUNK - 1 - j
-            ok = row_ok & (t0 + k < length)  # past L: v = 0 and ĝ = 0, so g stays 0
+            ok = rows < tl.where(t0 + k < length, n, 0)  # past L: v = 0 and ĝ = 0, so g stays 0
             v = tl.load(v_ptr + base + (t0 + k), mask=ok, other=0)
             grad_s = tl.load(grad_ptr + base + (t0 + k), mask=ok, other=0).to(compute)
             z = v - threshold
