@@ -270,3 +270,30 @@ def test_a_run_whose_data_is_gone_still_loads_and_reports(tmp_path, capsys):
     capsys.readouterr()
     assert main(["eval", str(run)]) == 2  # eval needs the test split
     assert "no text file" in capsys.readouterr().err
+
+
+def test_the_shipped_digit_model_scores_what_its_card_says():
+    from spikessm.data.loading import load_data
+    from spikessm.pretrained import available
+
+    assert {"spikingssm-sdigits", "spikingssm-chars"} <= set(available())
+    model = from_pretrained("spikingssm-sdigits")
+    assert model.config.name == "spikingssm" and model.info["task"] == "sdigits"
+    _, splits = load_data(build_config(task="sdigits"))
+    x = torch.stack([splits.test[i][0] for i in range(len(splits.test))])
+    y = torch.stack([splits.test[i][1] for i in range(len(splits.test))])
+    with torch.no_grad():
+        accuracy = (model(x).argmax(-1) == y).float().mean().item()
+    assert accuracy == pytest.approx(model.info["metrics"]["test_accuracy"], abs=1e-6)
+    assert accuracy > 0.95
+
+
+def test_stream_pretrained_runs_right_after_install(capsys, tmp_path):
+    assert main(["stream", "--pretrained", "spikingssm-sdigits", "--index", "3", "--data-dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "model spikingssm" in out and "matches the parallel pass" in out
+    # the character LM streams the text it ships when its corpus is not at hand
+    assert main(["stream", "--pretrained", "spikingssm-chars"]) == 0
+    out = capsys.readouterr().out
+    assert "shipped sample text" in out and "100.00% of steps agree" in out
+    assert main(["stream"]) == 2
