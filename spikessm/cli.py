@@ -177,7 +177,7 @@ def cmd_bench_model(args) -> int:
     presets = list(PAPER_PRESETS) if args.all else (args.preset or [])
     rows = run_model_benchmark(presets, task=args.task, model=args.model, sets=args.set or [], batch=args.batch,
                                length=args.length, repeats=args.repeats, device=args.device, threads=args.threads,
-                               out_md=args.out or None, progress=not args.quiet)
+                               out_md=args.out or None, section=args.section, progress=not args.quiet)
     for row in rows:
         print(summary(row))
     failed = [row for row in rows if "error" in row or "ann_error" in row]
@@ -319,6 +319,7 @@ def build_parser() -> Parser:
     p.add_argument("--threads", type=positive_int, default=2, help="torch CPU threads (default 2)")
     p.add_argument("--out", default="docs/BENCHMARKS.md",
                    help="Markdown file whose '## Models' section is replaced ('' to skip)")
+    p.add_argument("--section", default="Models", help="the section's title instead of 'Models'")
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     p.set_defaults(func=cmd_bench_model)
 

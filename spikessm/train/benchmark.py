@@ -8,7 +8,7 @@ one warm-up step. Every spiking preset is measured next to its ANN twin: the ``s
 backbone and S4D settings, at the same shapes.
 
 ``run_model_benchmark`` returns the rows and can write them into the "## Models" section of
-docs/BENCHMARKS.md; ``spikessm bench model`` calls it.
+docs/BENCHMARKS.md (or a section of another name); ``spikessm bench model`` calls it.
 """
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ from spikessm.train.config import build_config, list_presets
 from spikessm.train.evaluation import loss_and_hits
 from spikessm.train.optim import make_optimizer
 
-SECTION = "## Models"
+SECTION = "Models"  # the default title of the section written
 # The papers' long-sequence presets of the spiking SSM, in the order of their tables.
 PAPER_PRESETS = tuple(f"spikingssm/{task}" for task in (
     "listops", "text", "retrieval", "image", "pathfinder", "pathx", "smnist", "psmnist", "wikitext103"))
@@ -55,9 +55,15 @@ def sequence_length(cfg: dict) -> int:
 
 
 def _inputs(task, batch: int, length: int, generator: torch.Generator):
-    """Random ``(x, y, lengths)`` of the task's kind and shape."""
+    """Random ``(x, y, lengths)`` of the task's kind and shape.
+
+    Language-model tokens follow Zipf's law (p ∝ 1 / rank; vocabularies are sorted by frequency), as
+    words do: uniform ids would send most targets to an adaptive softmax's largest tail cluster, whose
+    scores then take tens of GB (wikitext103), where real text keeps about 80% of them in the head."""
     if task.kind == "lm":
-        x = torch.randint(task.vocab_size, (batch, length + 1), generator=generator)
+        zipf = 1.0 / torch.arange(1, task.vocab_size + 1, dtype=torch.float64)
+        x = torch.multinomial(zipf, batch * (length + 1), replacement=True, generator=generator)
+        x = x.view(batch, length + 1)
         return x[:, :-1], x[:, 1:], None
     shape = (batch, 2, length) if task.kind == "retrieval" else (batch, length)
     if task.vocab_size:
@@ -118,17 +124,20 @@ def measure_in_child(cfg: dict, batch: int, length: int, repeats: int, device: s
     try:
         result = receive.recv()
     except EOFError:  # killed, e.g. by the kernel's out-of-memory killer
-        result = {"error": f"the measuring process died (exit code {process.join() or process.exitcode})"}
+        process.join()
+        signal = -process.exitcode if process.exitcode and process.exitcode < 0 else None
+        result = {"error": f"the measuring process was killed by signal {signal}" + (" (out of memory?)" if signal == 9 else "")
+                  if signal else f"the measuring process died (exit code {process.exitcode})"}
     process.join()
     return result
 
 
 def run_model_benchmark(presets=(), task=None, model=None, sets=(), batch=None, length=None, repeats=3,
-                        device="cpu", threads=2, out_md=None, progress=True) -> list[dict]:
+                        device="cpu", threads=2, out_md=None, section=SECTION, progress=True) -> list[dict]:
     """One row per case: a preset (or the ``task``/``model`` config when ``presets`` is empty), with its
     ANN twin. ``batch``/``length`` override the preset's batch size and sequence length. Returns rows with
     preset, model, task, length, batch, params, seconds, peak_bytes, and the twin's ``ann_*`` values;
-    ``out_md``: a Markdown file whose "## Models" section is replaced."""
+    ``out_md``: a Markdown file whose section "## <section>" is replaced (added if absent)."""
     for name, value in (("--batch", batch), ("--length", length), ("--repeats", repeats), ("--threads", threads)):
         if value is not None and (not isinstance(value, int) or value < 1):
             raise UserError(f"{name} must be a positive integer, got {value!r}")
@@ -160,7 +169,8 @@ def run_model_benchmark(presets=(), task=None, model=None, sets=(), batch=None, 
             print(summary(row), file=sys.stderr, flush=True)
     if out_md is not None:
         settings = dict(task=None if presets else task, model=None if presets else model, batch=batch,
-                        length=length, repeats=repeats, device=device, threads=threads, sets=list(sets))
+                        length=length, repeats=repeats, device=device, threads=threads, sets=list(sets),
+                        section=section)
         write_section(out_md, _markdown(rows, settings, presets, machine))
     return rows
 
@@ -200,8 +210,10 @@ def _markdown(rows, settings, presets, machine) -> str:
         if settings[flag] is not None:
             args += f" --{flag} {settings[flag]}"
     args += "".join(f" --set {s}" for s in settings["sets"])
+    if settings["section"] != SECTION:
+        args += f" --section '{settings['section']}'"
     lines = [
-        SECTION, "",
+        f"## {settings['section']}", "",
         f"One training step (forward, backward, AdamW update) of each preset's model on random inputs of its "
         f"task's shape; median of {settings['repeats']} steps after a warm-up step. Memory: {memory}. "
         f"Each spiking model beside its ANN twin (`{ANN}`, same backbone and S4D settings, same shapes); "
