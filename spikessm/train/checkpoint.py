@@ -22,6 +22,15 @@ def save_checkpoint(path: str | Path, payload: dict) -> None:
     save_tensors({"format": FORMAT, "version": VERSION, **payload}, path)
 
 
+def first_nonfinite(tensors: dict) -> str | None:
+    """The name of the first floating-point tensor of ``tensors`` (a state dict) holding a NaN or an
+    infinity, or None when all are finite: no checkpoint is written with such weights."""
+    for name, t in tensors.items():
+        if isinstance(t, torch.Tensor) and (t.is_floating_point() or t.is_complex()) and not torch.isfinite(t).all():
+            return name
+    return None
+
+
 def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
     """The checkpoint dict, or a one-line :class:`UserError` saying why the file is unusable."""
     ckpt = load_tensors(path, "checkpoint", map_location)

@@ -22,7 +22,6 @@ the torchrun processes (see :mod:`spikessm.train.distributed`); the LR schedule 
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import signal
 import time
@@ -39,13 +38,13 @@ from spikessm.data.loading import load_data, make_loader
 from spikessm.errors import UserError
 from spikessm.models.config import ModelConfig
 from spikessm.train import distributed
-from spikessm.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from spikessm.train.checkpoint import first_nonfinite, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from spikessm.train.config import build_config
 from spikessm.train.distributed import Context, EpochSampler
 from spikessm.train.evaluation import (autocast, evaluate, evaluate_with_metrics, loss_and_hits, resolve_device,
                                        seed_everything)
 from spikessm.train.optim import cosine_with_warmup, make_optimizer
-from spikessm.train.runlog import RunLog, write_text_atomic
+from spikessm.train.runlog import RunLog, dumps, json_safe, write_text_atomic
 from spikessm.train.stopping import EXIT_CODES, EXIT_DIVERGED, StopOnSignal, TrainingStopped
 
 
@@ -170,6 +169,24 @@ def model_payload(run: Run) -> dict:
             "vocab": run.vocab}
 
 
+def kept_checkpoint(run: Run) -> str:
+    """What a diverged run leaves behind, for its message."""
+    return (f"the last checkpoint in {run.out} is untouched" if (run.out / "last.pt").is_file()
+            else f"no checkpoint was saved in {run.out}")
+
+
+def check_finite_weights(run: Run, state: State) -> None:
+    """Raise :class:`TrainingStopped` (diverged) when a parameter or buffer holds a NaN or infinity:
+    such weights are never saved. Every process holds the same weights, so all raise together."""
+    name = first_nonfinite(run.model.state_dict())
+    if name is not None:
+        distributed.barrier(run.ctx)
+        raise TrainingStopped(
+            f"the weights became non-finite ({name}) by epoch {state.epochs_done + 1}, step "
+            f"{state.batches_done}/{run.batches_per_epoch}; not saved ({kept_checkpoint(run)}). Lower train.lr "
+            "or set train.grad_clip" if run.ctx.is_main else "", EXIT_DIVERGED)
+
+
 def train_seconds(run: Run, state: State) -> float:
     return state.seconds_before + time.monotonic() - run.started
 
@@ -180,8 +197,10 @@ def save_last(run: Run, state: State) -> None:
     Besides weights, optimizer and schedule: the position in the data order (epoch, micro-batches
     done in it; the order itself follows from the seed), every process's RNG states (dropout and
     Bernoulli spikes draw from them), the epoch's running sums, best validation score, metrics
-    rows and training time. Every process must call it (it gathers); rank 0 writes.
+    rows and training time. Every process must call it (it gathers); rank 0 writes. Non-finite
+    weights are not written: the run stops as diverged instead (:func:`check_finite_weights`).
     """
+    check_finite_weights(run, state)
     totals = distributed.sum_across(run.ctx, state.epoch_sums.as_list(), run.device)
     rngs = distributed.gather(run.ctx, rng_state())
     if run.ctx.is_main:
@@ -276,7 +295,7 @@ def train_epoch(run: Run, state: State, stop: StopOnSignal) -> None:
             distributed.barrier(ctx)
             raise TrainingStopped(
                 f"non-finite training loss at epoch {epoch}, step {index + 1}/{total}; stopped without "
-                f"saving (the last checkpoint in {run.out} is untouched). Lower train.lr, set train.grad_clip, "
+                f"saving ({kept_checkpoint(run)}). Lower train.lr, set train.grad_clip, "
                 "or skip such batches with --set train.skip_nonfinite=true" if ctx.is_main else "",
                 EXIT_DIVERGED)
         optimizer_step(run, skip=nonfinite_everywhere > 0)
@@ -308,10 +327,14 @@ def end_epoch(run: Run, state: State) -> None:
            "seconds": train_seconds(run, state) - sum(r["seconds"] for r in state.rows),
            "firing_rate": val["firing_rate"], "firing_rates": val["firing_rates"],
            "nonfinite_batches": int(skipped)}
+    row = json_safe(row)  # a NaN validation loss is logged as null
     state.rows.append(row)
     run.log.epoch(row)
     score = -val["loss"] if run.kind == "lm" else val["accuracy"]
-    improved = score > state.best_val
+    # a best checkpoint needs a finite validation score and loss (NaN logits still score an accuracy)
+    improved = math.isfinite(score) and math.isfinite(val["loss"]) and score > state.best_val
+    if improved:
+        check_finite_weights(run, state)
     state.epochs_done, state.batches_done, state.epoch_sums = epoch, 0, EpochSums()
     if improved:
         state.best_val = score
@@ -327,6 +350,10 @@ def end_epoch(run: Run, state: State) -> None:
 
 def finish(run: Run, state: State) -> dict:
     """Test the best-on-validation weights; write summary.json (rank 0)."""
+    if not math.isfinite(state.best_val):  # the same on every process
+        raise TrainingStopped("no epoch had a finite validation loss, so there is no best.pt to test; "
+                              f"{kept_checkpoint(run)}. Lower train.lr or set train.grad_clip"
+                              if run.ctx.is_main else "", EXIT_DIVERGED)
     if run.ctx.is_main:
         run.model.load_state_dict(load_checkpoint(run.out / "best.pt")["model"])
     distributed.broadcast_from_main(run.ctx, run.model.state_dict().values())
@@ -344,7 +371,7 @@ def finish(run: Run, state: State) -> dict:
         "epochs": cfg["train"]["epochs"], "seed": cfg["seed"], "world_size": run.ctx.world_size, "best_checkpoint": str(run.out / "best.pt"),
     }
     if run.ctx.is_main:
-        write_text_atomic(run.out / "summary.json", json.dumps(summary, indent=2) + "\n")
+        write_text_atomic(run.out / "summary.json", dumps(summary, indent=2) + "\n")
     metric = f"test ppl {test['ppl']:.2f}" if run.kind == "lm" else f"test accuracy {test['accuracy']:.4f}"
     if "bpc" in test:
         metric += f", bpc {test['bpc']:.4f}"

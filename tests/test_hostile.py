@@ -1,0 +1,110 @@
+"""Hostile inputs and faults (issue 13): no NaN model kept as good, no file read outside the data,
+no clobbered runs, and exit 2 (one line, no traceback) instead of a traceback.
+
+Each group names the case of the issue it covers.
+"""
+import json
+import math
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from spikessm.cli import main
+from spikessm.train import loop
+from spikessm.train.checkpoint import load_checkpoint, save_checkpoint
+
+TINY = ["--quiet", *[f"--set={kv}" for kv in ("model.d_model=8", "model.n_layers=1", "model.d_state=4",
+                                              "train.threads=1", "train.batch_size=16")]]
+
+
+def strict_json(text):
+    """json.loads that refuses the bare NaN / Infinity that Python's json writes by default."""
+    def refuse(name):
+        raise AssertionError(f"bare {name} in JSON")
+    return json.loads(text, parse_constant=refuse)
+
+
+def all_finite(path):
+    return all(torch.isfinite(t).all() for t in load_checkpoint(path)["model"].values() if t.is_floating_point())
+
+
+def last_line(capsys):
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err, "nothing on stderr"
+    return err[-1]
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("finished")
+    assert main(["train", "--epochs", "1", "--out", str(out), *TINY]) == 0
+    return out
+
+
+# ---------------------------------------------------------------- case 1: no NaN model kept as good
+
+@pytest.mark.parametrize("extra", [[], ["--set", "train.skip_nonfinite=true", "--set", "train.warmup_epochs=0"]])
+def test_a_huge_learning_rate_never_saves_nan_weights(tmp_path, capsys, extra):
+    out = tmp_path / "run"
+    code = main(["train", "--epochs", "2", "--set", "train.lr=1e6", "--set", "train.checkpoint_every=1",
+                 "--out", str(out), *TINY, *extra])
+    assert code == 3
+    assert "non-finite" in last_line(capsys)
+    for name in ("last.pt", "best.pt"):
+        if (out / name).exists():
+            assert all_finite(out / name), name
+    for line in (out / "metrics.jsonl").read_text().splitlines():
+        strict_json(line)
+
+
+def test_the_divergence_message_says_when_no_checkpoint_exists(tmp_path, monkeypatch, capsys):
+    real = loop.loss_and_hits
+    monkeypatch.setattr(loop, "loss_and_hits", lambda *a: (lambda r: (r[0] * math.nan, r[1], r[2]))(real(*a)))
+    assert main(["train", "--epochs", "1", "--out", str(tmp_path / "run"), *TINY]) == 3
+    line = last_line(capsys)
+    assert "no checkpoint was saved" in line and "untouched" not in line
+    assert not (tmp_path / "run" / "last.pt").exists()
+
+
+def test_a_nan_validation_loss_is_never_best_and_is_logged_as_null(tmp_path, monkeypatch, capsys):
+    real = loop.evaluate
+
+    def nan_loss(*args, **kwargs):
+        return {**real(*args, **kwargs), "loss": math.nan}
+
+    monkeypatch.setattr(loop, "evaluate", nan_loss)
+    out = tmp_path / "run"
+    assert main(["train", "--epochs", "1", "--out", str(out), *TINY]) == 3
+    assert "no epoch had a finite validation loss" in last_line(capsys)
+    assert not (out / "best.pt").exists() and not (out / "summary.json").exists()
+    row = strict_json((out / "metrics.jsonl").read_text().splitlines()[0])
+    assert row["val_loss"] is None
+    assert all_finite(out / "last.pt")
+
+
+def test_summary_json_has_no_bare_nan(tmp_path, monkeypatch):
+    real = loop.evaluate_with_metrics
+    monkeypatch.setattr(loop, "evaluate_with_metrics", lambda *a, **k: {**real(*a, **k), "loss": math.inf})
+    out = tmp_path / "run"
+    assert main(["train", "--epochs", "1", "--out", str(out), *TINY]) == 0
+    assert strict_json((out / "summary.json").read_text())["test_loss"] is None
+
+
+@pytest.mark.parametrize("command", ["eval", "stream", "export"])
+def test_eval_and_stream_refuse_nan_weights(finished_run, tmp_path, command):
+    ckpt = load_checkpoint(finished_run / "best.pt")
+    name = next(iter(k for k, v in ckpt["model"].items() if v.is_floating_point()))
+    ckpt["model"][name] = torch.full_like(ckpt["model"][name], math.nan)
+    run = tmp_path / "nan"
+    run.mkdir()
+    save_checkpoint(run / "best.pt", ckpt)
+    argv = [command, str(run if command == "export" else run / "best.pt")]
+    if command == "export":
+        argv += ["--out", str(tmp_path / "exported")]
+    result = subprocess.run([sys.executable, "-m", "spikessm", *argv], capture_output=True, text=True)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "non-finite" in lines[0] and name in lines[0]
