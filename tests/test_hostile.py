@@ -108,3 +108,89 @@ def test_eval_and_stream_refuse_nan_weights(finished_run, tmp_path, command):
     assert result.returncode == 2, result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "non-finite" in lines[0] and name in lines[0]
+
+
+# ---------------------------------------------------------------- case 7: no file read outside the data
+
+def write_pathfinder(data_dir, n=8):
+    """A pathfinder32/curv_contour_length_14 folder of ``n`` random images; returns the folder."""
+    import numpy as np
+    from PIL import Image
+
+    folder = data_dir / "pathfinder32" / "curv_contour_length_14"
+    (folder / "imgs" / "0").mkdir(parents=True)
+    (folder / "metadata").mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(n):
+        Image.fromarray(rng.integers(1, 256, (32, 32), dtype=np.uint8)).save(folder / "imgs" / "0" / f"sample_{i}.png")
+    (folder / "metadata" / "0.npy").write_text("".join(f"imgs/0 sample_{i}.png {i} {i % 2}\n" for i in range(n)))
+    return folder
+
+
+def load_pathfinder(data_dir):
+    from spikessm.data.registry import get_task
+
+    task = get_task("pathfinder")
+    return task.load(dict(task.options), data_dir)
+
+
+def outside_image(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    path = tmp_path / "secret.png"
+    Image.fromarray(np.full((32, 32), 7, np.uint8)).save(path)
+    return path
+
+
+@pytest.mark.parametrize("row", ["../../../secret.png", "/ABS", "imgs/0/../../../../secret.png", "imgs/0 ../x.png"])
+def test_a_metadata_row_naming_a_path_outside_the_data_is_refused(tmp_path, capsys, row):
+    secret = outside_image(tmp_path)
+    data = tmp_path / "data"
+    folder = write_pathfinder(data)
+    row = row.replace("/ABS", str(secret))
+    fields = row.split() if " " in row else [os.path.dirname(row) or ".", os.path.basename(row)]
+    with open(folder / "metadata" / "0.npy", "a") as f:
+        f.write(f"{fields[0]} {fields[1]} 8 1\n")
+    assert main(["train", "--task", "pathfinder", "--data-dir", str(data), "--out", str(tmp_path / "run"), *TINY]) == 2
+    line = last_line(capsys)
+    assert f"{folder / 'metadata' / '0.npy'}:9:" in line and "outside" in line
+    assert not (tmp_path / "run" / "config.yaml").exists()
+
+
+def test_symlinks_inside_the_data_may_not_lead_out_of_it(tmp_path):
+    from spikessm.errors import UserError
+
+    secret = outside_image(tmp_path)
+    data = tmp_path / "data"
+    folder = write_pathfinder(data)
+    link = folder / "imgs" / "0" / "sample_3.png"
+    link.unlink()
+    link.symlink_to(secret)  # a crafted archive's link to a file outside
+    with pytest.raises(UserError, match=r"0\.npy:4: the image path 'imgs/0/sample_3.png' leads outside"):
+        load_pathfinder(data)
+    link.unlink()
+    link.symlink_to(folder / "imgs" / "0" / "sample_2.png")  # a link inside the folder is allowed
+    assert len(load_pathfinder(data).train) > 0
+    (tmp_path / "elsewhere").mkdir()
+    (folder / "imgs" / "0").rename(tmp_path / "elsewhere" / "0")
+    (folder / "imgs" / "0").symlink_to(tmp_path / "elsewhere" / "0")  # a linked image folder leads out
+    with pytest.raises(UserError, match=r"0\.npy:1: .* leads outside"):
+        load_pathfinder(data)
+
+
+def test_a_data_directory_that_is_a_symlink_is_allowed(tmp_path):
+    real = tmp_path / "disk"
+    write_pathfinder(real)
+    (tmp_path / "data").symlink_to(real)
+    assert len(load_pathfinder(tmp_path / "data").train) > 0
+
+
+def test_pathfinder_metadata_not_utf8_is_one_line(tmp_path, capsys):
+    folder = write_pathfinder(tmp_path / "data")
+    with open(folder / "metadata" / "0.npy", "ab") as f:
+        f.write(b"imgs/0 sample_\xff.png 9 1\n")
+    assert main(["train", "--task", "pathfinder", "--data-dir", str(tmp_path / "data"),
+                 "--out", str(tmp_path / "run"), *TINY]) == 2
+    line = last_line(capsys)
+    assert "0.npy:9: not UTF-8" in line

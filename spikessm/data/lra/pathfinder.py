@@ -16,8 +16,9 @@ cached (:mod:`spikessm.data.cache`).
 from __future__ import annotations
 
 import logging
+import os
 import re
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 import torch
@@ -39,21 +40,65 @@ BLACKLIST = {"pathfinder32/curv_baseline/imgs/0/sample_172.png"}
 FRACTIONS = (0.8, 0.1, 0.1)
 
 
+class Confinement:
+    """Whether an image path a metadata row names stays inside the data set's folder.
+
+    A path must be relative, without ``..``, and must still lie inside the folder once every symlink is
+    followed: a symlink inside the folder may point elsewhere inside it, never out of it (a crafted
+    archive's link to ``/etc/shadow`` is refused like the row ``../../x.png``). The folder itself, and
+    the data directory above it, may be symlinks to anywhere. Folders are resolved once each, so a
+    row costs one ``lstat`` of its image.
+    """
+
+    def __init__(self, folder: Path):
+        self.root = os.path.realpath(folder)
+        self.folders: dict[str, bool] = {}
+
+    def _inside(self, real: str) -> bool:
+        return real == self.root or real.startswith(self.root + os.sep)
+
+    def allows(self, folder: Path, relative: str) -> bool:
+        pure = PurePosixPath(relative)
+        if pure.is_absolute() or ".." in pure.parts:
+            return False
+        parent = str(pure.parent)
+        if parent not in self.folders:
+            self.folders[parent] = self._inside(os.path.realpath(folder / parent))
+        if not self.folders[parent]:
+            return False
+        path = folder / relative
+        return not os.path.islink(path) or self._inside(os.path.realpath(path))
+
+
 def read_metadata(folder: Path) -> list[tuple[str, int]]:
-    """``(image path relative to folder, label)`` for every row of ``metadata/*.npy``, batches in order."""
+    """``(image path relative to folder, label)`` for every row of ``metadata/*.npy``, batches in order.
+
+    An image path that leaves ``folder`` (see :class:`Confinement`) is a one-line error naming the
+    metadata file and line; nothing outside the folder is opened.
+    """
     # batch ids are numbers: order 2 before 10
     files = sorted((folder / "metadata").glob("*.npy"), key=lambda p: (len(p.stem), p.stem))
+    confinement = Confinement(folder)
     rows = []
     for path in files:
-        with open(path, encoding="utf-8") as f:
-            for number, line in enumerate(f, start=1):
-                fields = line.split()
+        if not path.is_file():
+            raise UserError(f"{path}: not a file (a Pathfinder metadata file is a text file)")
+        with open(path, "rb") as f:  # decoded line by line, so that an error names its line
+            for number, raw in enumerate(f, start=1):
+                try:
+                    fields = raw.decode("utf-8").split()
+                except UnicodeDecodeError:
+                    raise bad_line(path, number, "not UTF-8 text (is it a Pathfinder metadata file?)") from None
                 if not fields:
                     continue  # a blank line describes no image
                 if len(fields) < 4 or fields[3] not in ("0", "1"):
                     raise bad_line(path, number, "expected 'imgs/<batch> sample_<i>.png <index> <label 0/1> "
                                                  "...' separated by spaces")
-                rows.append((f"{fields[0]}/{fields[1]}", int(fields[3])))
+                relative = f"{fields[0]}/{fields[1]}"
+                if not confinement.allows(folder, relative):
+                    raise bad_line(path, number, f"the image path {relative!r} leads outside {folder}; "
+                                                 "a metadata row may only name images inside its data folder")
+                rows.append((relative, int(fields[3])))
     return rows
 
 
