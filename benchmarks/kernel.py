@@ -14,6 +14,7 @@ import torch
 from spikessm.neurons.benchmark import _machine, write_section
 from spikessm.ssm import S4DKernel
 from spikessm.ssm.kernel import vandermonde, vandermonde_materialised
+from spikessm.train.benchmark import BUSY
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "BENCHMARKS.md"
 FORMULAS = {"blocked (spikessm)": vandermonde, "materialised exp(dtA l)": vandermonde_materialised}
@@ -68,7 +69,7 @@ def main() -> None:
               f"--d-model {args.d_model} --d-state {args.d_state} --repeats {args.repeats} --threads {args.threads}`",
               "", f"Machine: {machine['cpu']}, {machine['cores']} cores, {args.threads} threads; Python "
               f"{machine['python']}, torch {machine['torch']}; {machine['date']}. Load average at start: "
-              f"{machine['load']:.2f}.", ""]
+              f"{machine['load']:.2f}" + (BUSY if machine["load"] > 0.5 * (machine["cores"] or 1) else "."), ""]
     if not args.no_write:
         write_section(args.out, "\n".join(lines))
 

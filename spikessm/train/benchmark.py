@@ -35,6 +35,7 @@ SECTION = "Models"  # the default title of the section written
 PAPER_PRESETS = tuple(f"spikingssm/{task}" for task in (
     "listops", "text", "retrieval", "image", "pathfinder", "pathx", "smnist", "psmnist", "wikitext103"))
 ANN = "s4d"
+BUSY = " (the machine was shared with other jobs: times are noisy; memory is not affected)."
 
 
 def case_config(preset: str | None, task: str | None, model: str | None, sets: list[str]) -> dict:
@@ -229,5 +230,5 @@ def _markdown(rows, settings, presets, machine) -> str:
     lines += ["", f"Command: `spikessm bench model {args.strip()}`", "",
               f"Machine: {machine['cpu']}, {machine['cores']} cores, {settings['threads']} threads; Python "
               f"{machine['python']}, torch {machine['torch']}; {machine['date']}. Load average at start: "
-              f"{machine['load']:.2f}.", ""]
+              f"{machine['load']:.2f}" + (BUSY if machine["load"] > 0.5 * (machine["cores"] or 1) else "."), ""]
     return "\n".join(lines)
