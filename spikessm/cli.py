@@ -43,6 +43,8 @@ def cmd_train(args) -> int:
     if args.resume:
         fixed = [f"--{name}" for name in ("task", "model", "preset", "epochs", "seed", "out", "set")
                  if getattr(args, name) is not None]
+        if args.overwrite:
+            fixed.append("--overwrite")
         if fixed:
             raise UserError(f"--resume continues a run exactly as it was configured, so {', '.join(fixed)} "
                             "cannot be given with it (only --data-dir and --quiet); to train differently, "
@@ -61,7 +63,7 @@ def cmd_train(args) -> int:
         if args.resume:
             summary = resume(args.resume, args.data_dir, progress=not args.quiet)
         else:
-            summary = train(cfg, out, progress=not args.quiet)
+            summary = train(cfg, out, progress=not args.quiet, overwrite=args.overwrite)
     except TrainingStopped as stop:  # interrupted (130, 143) or diverged (3); its line says why
         if str(stop):  # (empty on torchrun processes other than rank 0)
             print(f"spikessm: {stop}", file=sys.stderr)
@@ -256,6 +258,8 @@ def build_parser() -> Parser:
                    help="override any config key, e.g. --set model.d_model=128 (repeatable)")
     p.add_argument("--resume", metavar="DIR",
                    help="continue the interrupted run saved in DIR (its last.pt) exactly where it stopped")
+    p.add_argument("--overwrite", action="store_true",
+                   help="--out may hold another run's files: remove them (it says which) and train anew")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_train)
 

@@ -194,3 +194,127 @@ def test_pathfinder_metadata_not_utf8_is_one_line(tmp_path, capsys):
                  "--out", str(tmp_path / "run"), *TINY]) == 2
     line = last_line(capsys)
     assert "0.npy:9: not UTF-8" in line
+
+
+# ---------------------------------------------------------------- case 2: a run directory belongs to one run
+
+def snapshot(folder):
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file()}
+
+
+def test_a_new_run_into_a_finished_runs_folder_is_refused(finished_run, capsys):
+    before = snapshot(finished_run)
+    assert main(["train", "--epochs", "1", "--out", str(finished_run), *TINY]) == 2
+    line = last_line(capsys)
+    assert "holds another run's files (config.yaml, metrics.jsonl, best.pt, last.pt, summary.json)" in line
+    assert "--overwrite" in line and "--resume" in line
+    assert snapshot(finished_run) == before
+
+
+def test_overwrite_says_what_it_replaces(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "--epochs", "1", "--out", str(out), *TINY]) == 0
+    (out / "report").mkdir()
+    first = (out / "summary.json").read_text()
+    capsys.readouterr()
+    assert main(["train", "--epochs", "1", "--seed", "7", "--out", str(out), "--overwrite", *TINY]) == 0
+    err = capsys.readouterr().err
+    assert "--overwrite: removing the previous run's config.yaml, metrics.jsonl, best.pt, last.pt, summary.json, " \
+           "report from" in err
+    assert not (out / "report").exists() and json.loads((out / "summary.json").read_text())["seed"] == 7
+    assert first != (out / "summary.json").read_text()
+
+
+def test_overwrite_loses_nothing_when_the_new_run_cannot_start(finished_run, capsys):
+    before = snapshot(finished_run)
+    assert main(["train", "--epochs", "1", "--task", "pathfinder", "--data-dir", str(finished_run),
+                 "--out", str(finished_run), "--overwrite", *TINY]) == 2
+    assert "data not found" in last_line(capsys)
+    assert snapshot(finished_run) == before
+
+
+def test_a_folder_in_use_by_a_running_run_is_refused(tmp_path, finished_run, capsys):
+    from spikessm.train.rundir import RunLock
+
+    out = tmp_path / "run"
+    with RunLock(out):  # as a run training into it holds it
+        assert main(["train", "--epochs", "1", "--out", str(out), *TINY]) == 2
+        assert f"{out} is in use by another spikessm run (process {os.getpid()})" in last_line(capsys)
+        assert snapshot(out) == {".spikessm.lock": f"{os.getpid()}\n".encode()}
+    assert not (out / ".spikessm.lock").exists()
+    run, _ = resume_fixture(tmp_path, finished_run)
+    before = snapshot(run)
+    with RunLock(run):
+        assert main(["train", "--resume", str(run), "--quiet"]) == 2
+        assert "is in use by another spikessm run" in last_line(capsys)
+    assert snapshot(run) == before
+
+
+def test_two_runs_at_once_one_is_refused(tmp_path):
+    out = tmp_path / "run"
+    argv = [sys.executable, "-m", "spikessm", "train", "--epochs", "1", "--out", str(out), *TINY]
+    procs = [subprocess.Popen(argv, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True) for _ in range(2)]
+    results = [(p.wait(timeout=300), p.stderr.read()) for p in procs]
+    codes = sorted(code for code, _ in results)
+    assert codes == [0, 2], results
+    refused = next(err for code, err in results if code == 2)
+    assert ("in use by another spikessm run" in refused or "holds another run's files" in refused), refused
+    assert "Traceback" not in refused
+
+
+def test_a_stale_lock_is_taken_over_and_every_exit_releases_it(tmp_path, monkeypatch, capsys):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / ".spikessm.lock").write_text("999999\n")  # left by a process killed with SIGKILL
+    real = loop.loss_and_hits
+    monkeypatch.setattr(loop, "loss_and_hits", lambda *a: (lambda r: (r[0] * math.nan, r[1], r[2]))(real(*a)))
+    assert main(["train", "--epochs", "1", "--out", str(out), *TINY]) == 3  # diverged: still released
+    assert not (out / ".spikessm.lock").exists()
+
+
+def resume_fixture(tmp_path, finished_run):
+    """A copy of the finished run, to resume with a doctored last.pt."""
+    import shutil
+
+    run = tmp_path / "copy"
+    shutil.copytree(finished_run, run)
+    return run, load_checkpoint(run / "last.pt")
+
+
+def test_resume_with_a_foreign_last_pt_changes_nothing(tmp_path, finished_run, capsys):
+    other = tmp_path / "other"
+    assert main(["train", "--epochs", "1", "--seed", "5", "--out", str(other), *TINY]) == 0
+    run, _ = resume_fixture(tmp_path, finished_run)
+    (run / "last.pt").write_bytes((other / "last.pt").read_bytes())
+    before = snapshot(run)
+    capsys.readouterr()
+    assert main(["train", "--resume", str(run)]) == 2
+    assert "belongs to another run: its config differs from" in last_line(capsys)
+    assert snapshot(run) == before
+
+
+def nan_weights(ckpt):
+    name = next(k for k, v in ckpt["model"].items() if v.is_floating_point())
+    ckpt["model"][name] = torch.zeros(3)
+    return ckpt
+
+
+@pytest.mark.parametrize("doctor,needle", [
+    (lambda c: c.pop("rng"), "no valid 'rng' entry"),                    # case 10: no RNG state
+    (lambda c: c.update(rng=[]), "RNG states or metrics are malformed"),
+    (lambda c: c.update(position={"epochs_done": -1}), "training position"),
+    (nan_weights, "has shape (3,)"),                                     # weights that do not fit the model
+    (lambda c: c["optimizer"]["state"][0].update(exp_avg=torch.zeros(2, 2)), "do not fit this run"),  # foreign optimizer
+    (lambda c: c["optimizer"].update(param_groups=[]), "do not fit this run"),
+    (lambda c: c.update(scheduler={"last_epoch": "x"}), "do not fit this run"),
+])
+def test_resume_with_a_doctored_last_pt_exits_2_and_changes_nothing(tmp_path, finished_run, capsys, doctor, needle):
+    run, ckpt = resume_fixture(tmp_path, finished_run)
+    doctor(ckpt)
+    save_checkpoint(run / "last.pt", ckpt)
+    before = snapshot(run)
+    capsys.readouterr()
+    assert main(["train", "--resume", str(run), "--quiet"]) == 2  # a traceback would raise here
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and needle in lines[0], lines
+    assert snapshot(run) == before

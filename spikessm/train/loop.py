@@ -37,6 +37,7 @@ from tqdm import tqdm
 from spikessm.data.loading import load_data, make_loader
 from spikessm.errors import UserError
 from spikessm.models.config import ModelConfig
+from spikessm.models.serialization import load_state_strictly
 from spikessm.train import distributed
 from spikessm.train.checkpoint import first_nonfinite, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from spikessm.train.config import build_config
@@ -44,6 +45,7 @@ from spikessm.train.distributed import Context, EpochSampler
 from spikessm.train.evaluation import (autocast, evaluate, evaluate_with_metrics, loss_and_hits, resolve_device,
                                        seed_everything)
 from spikessm.train.optim import cosine_with_warmup, make_optimizer
+from spikessm.train.rundir import RunLock, claim, replace
 from spikessm.train.runlog import RunLog, dumps, json_safe, write_text_atomic
 from spikessm.train.stopping import EXIT_CODES, EXIT_DIVERGED, StopOnSignal, TrainingStopped
 
@@ -121,8 +123,12 @@ class State:
 
 
 def build_run(cfg: dict, out: Path, ctx: Context, device: torch.device, progress: bool,
-              rows: list[dict]) -> Run:
-    """Seed, load the data, build the model, its optimizer and schedule; write config.yaml."""
+              rows: list[dict], ckpt: dict | None = None, source: Path | None = None,
+              replaced: tuple[str, ...] = ()) -> Run:
+    """Seed, load the data, build the model, its optimizer and schedule; load the training state of
+    ``ckpt`` (a last.pt read from ``source``), if given; only then write config.yaml and metrics.jsonl,
+    so that a checkpoint that does not fit this run leaves the folder as it was. ``replaced``: the
+    previous run's files that ``--overwrite`` removes (just before the first write)."""
     tcfg = cfg["train"]
     if tcfg["threads"]:
         torch.set_num_threads(tcfg["threads"])
@@ -143,7 +149,10 @@ def build_run(cfg: dict, out: Path, ctx: Context, device: torch.device, progress
     steps_per_epoch = math.ceil(len(train_loader) / tcfg["accumulate"])  # optimizer steps
     scheduler = cosine_with_warmup(optimizer, round(tcfg["warmup_epochs"] * steps_per_epoch),
                                    tcfg["epochs"] * steps_per_epoch)
+    if ckpt is not None:  # after building, which draws from the RNG
+        load_training_state(model, optimizer, scheduler, ctx, ckpt, source)
     if ctx.is_main:
+        replace(out, list(replaced))
         out.mkdir(parents=True, exist_ok=True)
         write_text_atomic(out / "config.yaml", yaml.safe_dump(cfg, sort_keys=False))
     log = RunLog(out, rows, enabled=ctx.is_main)
@@ -213,12 +222,26 @@ def save_last(run: Run, state: State) -> None:
             "train_seconds": train_seconds(run, state)})
 
 
-def load_training_state(run: Run, ckpt: dict) -> None:
-    """Weights, optimizer, schedule and this process's RNG states from a last.pt."""
-    run.model.load_state_dict(ckpt["model"])
-    run.optimizer.load_state_dict(ckpt["optimizer"])
-    run.scheduler.load_state_dict(ckpt["scheduler"])
-    set_rng_state(ckpt["rng"][run.ctx.rank])
+def load_training_state(model: nn.Module, optimizer: torch.optim.Optimizer,
+                        scheduler: torch.optim.lr_scheduler.LambdaLR, ctx: Context, ckpt: dict, source: Path) -> None:
+    """Weights, optimizer, schedule and this process's RNG states from a last.pt. One that does not
+    fit this run (another model's weights, a foreign optimizer, no RNG states) is a one-line
+    :class:`UserError` naming ``source``."""
+    load_state_strictly(model, ckpt["model"], f"checkpoint {source}")
+    try:
+        optimizer.load_state_dict(ckpt["optimizer"])
+        for group in optimizer.param_groups:
+            for p in group["params"]:
+                for name, value in optimizer.state.get(p, {}).items():
+                    if isinstance(value, torch.Tensor) and value.dim() and value.shape != p.shape:
+                        raise ValueError(f"its {name} has shape {tuple(value.shape)} for a parameter of "
+                                         f"{tuple(p.shape)}")
+        scheduler.load_state_dict(ckpt["scheduler"])
+        set_rng_state(ckpt["rng"][ctx.rank])
+    except (KeyError, IndexError, TypeError, ValueError, RuntimeError) as e:
+        raise UserError(f"checkpoint {source}: its optimizer, schedule or RNG states do not fit this run "
+                        f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else 'malformed'}); "
+                        "it cannot be resumed") from None
 
 
 # ---------------------------------------------------------------- steps and epochs
@@ -382,9 +405,47 @@ def finish(run: Run, state: State) -> dict:
 
 # ---------------------------------------------------------------- entry points
 
-def train(cfg: dict, out_dir: str | Path, progress: bool = True) -> dict:
-    """Run the experiment ``cfg`` into ``out_dir``; returns the summary dict."""
-    return _run(cfg, Path(out_dir), progress)
+def train(cfg: dict, out_dir: str | Path, progress: bool = True, overwrite: bool = False) -> dict:
+    """Run the experiment ``cfg`` into ``out_dir``; returns the summary dict. A folder holding another
+    run's files is refused (:class:`UserError`) unless ``overwrite``, which removes them first."""
+    return _run(cfg, Path(out_dir), progress, overwrite=overwrite)
+
+
+# what a last.pt must hold to be resumed, and the type of each entry
+RESUMABLE = {"model": dict, "optimizer": dict, "scheduler": dict, "position": dict, "epoch_totals": (list, tuple),
+             "rng": (list, tuple), "best_val": (int, float), "metrics": list, "train_seconds": (int, float)}
+
+
+def check_same_run(config: dict, run_dir: Path, path: Path) -> None:
+    """A :class:`UserError` when ``run_dir/config.yaml`` describes another run than the last.pt at
+    ``path`` (whose config is ``config``): a last.pt copied in from elsewhere. Where the data lives
+    (``data.dir``) may differ: ``--resume --data-dir`` changes it."""
+    def comparable(cfg):
+        return {**cfg, "data": {k: v for k, v in (cfg.get("data") or {}).items() if k != "dir"}}
+
+    try:
+        written = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return  # no config.yaml (or an unreadable one): the checkpoint's own config decides
+    if isinstance(written, dict) and isinstance(written.get("data", {}), dict) \
+            and comparable(written) != comparable(config):
+        raise UserError(f"{path} belongs to another run: its config differs from {run_dir / 'config.yaml'}; "
+                        "nothing was changed. Resume the run it came from, or remove the stray file")
+
+
+def check_resumable(ckpt: dict, path: Path) -> None:
+    """A one-line :class:`UserError` unless ``ckpt`` holds every part of a training state."""
+    for key, kind in RESUMABLE.items():
+        if not isinstance(ckpt.get(key), kind):
+            raise UserError(f"{path} has no valid {key!r} entry (a damaged checkpoint, or not a last.pt); "
+                            "it cannot be resumed")
+    position = ckpt["position"]
+    if not all(isinstance(position.get(k), int) and position[k] >= 0
+               for k in ("epochs_done", "batches_done", "world_size")):
+        raise UserError(f"{path}: its training position {position!r} is malformed; it cannot be resumed")
+    if len(ckpt["epoch_totals"]) != len(EpochSums().as_list()) or len(ckpt["rng"]) != position["world_size"] \
+            or not all(isinstance(row, dict) for row in ckpt["metrics"]):
+        raise UserError(f"{path}: its running sums, RNG states or metrics are malformed; it cannot be resumed")
 
 
 def resume(run_dir: str | Path, data_dir: str | None = None, progress: bool = True) -> dict:
@@ -405,24 +466,33 @@ def resume(run_dir: str | Path, data_dir: str | None = None, progress: bool = Tr
     if not isinstance(ckpt.get("config"), dict) or "position" not in ckpt:
         raise UserError(f"{path} holds no training position (an older or a best-weights checkpoint); "
                         "it cannot be resumed")
+    check_resumable(ckpt, path)
+    check_same_run(ckpt["config"], run_dir, path)
     cfg = build_config(flags=ckpt["config"])  # validated again; keys added since get their defaults
     if data_dir:
         cfg["data"]["dir"] = data_dir
     return _run(cfg, run_dir, progress, ckpt)
 
 
-def _run(cfg: dict, out: Path, progress: bool, ckpt: dict | None = None) -> dict:
-    """Train from scratch, or on from the state in ``ckpt`` (a last.pt), then test and summarise."""
+def _run(cfg: dict, out: Path, progress: bool, ckpt: dict | None = None, overwrite: bool = False) -> dict:
+    """Train from scratch, or on from the state in ``ckpt`` (a last.pt), then test and summarise.
+
+    Rank 0 holds the run directory's lock (:mod:`spikessm.train.rundir`) from before the first file
+    is written until the end, however the run ends."""
     ctx = distributed.context_from_env()
     device = resolve_device(cfg["train"]["device"], ctx)
     state = State.from_checkpoint(ckpt, ctx) if ckpt else State()
     with contextlib.ExitStack() as cleanup:
+        replaced = []
+        if ctx.is_main:
+            cleanup.enter_context(RunLock(out))
+            if ckpt is None:
+                replaced = claim(out, overwrite)
         distributed.init(ctx, device)
         cleanup.callback(distributed.shutdown, ctx)
-        run = build_run(cfg, out, ctx, device, progress, state.rows)
+        run = build_run(cfg, out, ctx, device, progress, state.rows, ckpt, out / "last.pt", tuple(replaced))
         cleanup.callback(run.log.close)
         if ckpt:
-            load_training_state(run, ckpt)  # after building, which draws from the RNG
             run.log.info(f"spikessm: resuming at epoch {state.epochs_done + 1}, after step {state.batches_done}/"
                          f"{run.batches_per_epoch}" if state.epochs_done < cfg["train"]["epochs"] else
                          "spikessm: every epoch is done already; testing best.pt again")
