@@ -318,3 +318,84 @@ def test_resume_with_a_doctored_last_pt_exits_2_and_changes_nothing(tmp_path, fi
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and needle in lines[0], lines
     assert snapshot(run) == before
+
+
+# ---------------------------------------------------------------- case 5: the data cache trusts nothing but content
+
+def write_listops(folder, label=3):
+    folder.mkdir(parents=True, exist_ok=True)
+    for split in ("train", "val", "test"):
+        (folder / f"basic_{split}.tsv").write_text(f"Source\tTarget\n( ( [MAX {label} ) ] )\t{label}\n"
+                                                   f"( ( [MIN 4 ) ] )\t4\n")
+
+
+def load_listops(data_dir):
+    from spikessm.data.registry import get_task
+
+    task = get_task("listops")
+    return task.load(dict(task.options), data_dir)
+
+
+@pytest.fixture
+def user_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "user-cache"))
+
+
+def test_an_edit_keeping_size_and_mtime_is_noticed(tmp_path, user_cache):
+    write_listops(tmp_path / "listops-1000", label=3)
+    assert int(load_listops(tmp_path).train[0][1]) == 3
+    for path in (tmp_path / "listops-1000").glob("*.tsv"):
+        stat = path.stat()
+        path.write_text(path.read_text().replace("3", "7"))  # same size
+        os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # same mtime: as cp -p, rsync -t, tar
+    assert int(load_listops(tmp_path).train[0][1]) == 7
+
+
+def test_a_crafted_or_misshapen_cache_entry_is_rebuilt(tmp_path, user_cache, caplog):
+    from spikessm.data.cache import CACHE_DIR_NAME
+
+    write_listops(tmp_path / "listops-1000")
+    load_listops(tmp_path)
+    entry_path, = (tmp_path / "listops-1000" / CACHE_DIR_NAME).glob("listops-*.pt")
+    entry = torch.load(entry_path, weights_only=True)
+    for craft in (lambda d: d["train"].update(offsets=torch.tensor([0, 999, 1000])),  # reads past the tokens
+                  lambda d: d["train"].update(tokens=torch.full_like(d["train"]["tokens"], 250)),  # ids off the vocabulary
+                  lambda d: d["train"].update(labels=torch.tensor([42, 1])),
+                  lambda d: d.pop("test"),
+                  lambda d: d.clear() or d.update(train="not a split")):
+        data = {split: dict(part) for split, part in entry["data"].items()}
+        craft(data)
+        torch.save({**entry, "data": data}, entry_path)  # the right key and fingerprint
+        caplog.clear()
+        with caplog.at_level("WARNING"):
+            splits = load_listops(tmp_path)
+        assert "not the structure listops stores" in caplog.text
+        assert [int(splits.train[i][1]) for i in range(2)] == [3, 4]
+    torch.save(["not", "an", "entry"], entry_path)
+    assert [int(load_listops(tmp_path).train[i][1]) for i in range(2)] == [3, 4]
+
+
+def test_a_relative_and_an_absolute_data_dir_share_the_cache(tmp_path, user_cache, monkeypatch):
+    from spikessm.data.cache import cached
+
+    folder = tmp_path / "data"
+    folder.mkdir()
+    (folder / "a.txt").write_text("abc")
+    calls = []
+
+    def build():
+        calls.append(1)
+        return {"n": torch.tensor(3)}
+
+    cached("demo", folder, [folder / "a.txt"], {}, build)
+    monkeypatch.chdir(tmp_path)
+    relative = folder.relative_to(tmp_path)
+    cached("demo", relative, [relative / "a.txt"], {}, build)
+    assert len(calls) == 1
+
+
+def test_the_hashing_time_is_printed_once(tmp_path, user_cache, capsys):
+    write_listops(tmp_path / "listops-1000")
+    load_listops(tmp_path)
+    err = capsys.readouterr().err
+    assert err.count("hashed 3 data file(s)") == 1 and "to check the cache" in err

@@ -121,6 +121,32 @@ def pack(sequences: Sequence[np.ndarray], labels: Sequence[int]) -> dict:
             "labels": torch.tensor(list(labels), dtype=torch.long)}
 
 
+def check_tensor(value, name: str, dtype: torch.dtype, ndim: int) -> torch.Tensor:
+    """``value`` if it is a ``dtype`` tensor of ``ndim`` dimensions, else a ValueError naming ``name``
+    (the check a cache entry passes before it is used)."""
+    if not isinstance(value, torch.Tensor) or value.dtype != dtype or value.dim() != ndim:
+        what = f"{value.dtype} {value.dim()}-d" if isinstance(value, torch.Tensor) else type(value).__name__
+        raise ValueError(f"{name} must be a {dtype} {ndim}-d tensor, got {what}")
+    return value
+
+
+def check_packed(packed, n_classes: int, docs_per_sample: int = 1, vocab_size: int = 256) -> None:
+    """A ValueError unless ``packed`` is what :func:`pack` returns: consistent offsets into the tokens,
+    tokens below ``vocab_size``, labels in ``[0, n_classes)``, ``docs_per_sample`` sequences per label."""
+    if not isinstance(packed, dict):
+        raise ValueError(f"a packed split must be a dict, got {type(packed).__name__}")
+    tokens = check_tensor(packed.get("tokens"), "tokens", torch.uint8, 1)
+    offsets = check_tensor(packed.get("offsets"), "offsets", torch.int64, 1)
+    labels = check_tensor(packed.get("labels"), "labels", torch.int64, 1)
+    if len(offsets) != len(labels) * docs_per_sample + 1 or offsets[0] != 0 or offsets[-1] != len(tokens) \
+            or bool((offsets.diff() < 0).any()):
+        raise ValueError("offsets do not index the tokens")
+    if len(tokens) and int(tokens.max()) >= vocab_size:
+        raise ValueError(f"token ids outside [0, {vocab_size})")
+    if len(labels) and (labels.min() < 0 or labels.max() >= n_classes):
+        raise ValueError(f"labels outside [0, {n_classes})")
+
+
 class TokenSequences(Dataset):
     """Variable-length token sequences from :func:`pack`, one byte per token in memory.
 

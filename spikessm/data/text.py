@@ -27,7 +27,7 @@ import torch
 from torch.utils.data import Dataset
 
 from spikessm.data.cache import cached
-from spikessm.data.common import PAD, UNK, Vocab, find_data, split_sizes
+from spikessm.data.common import PAD, UNK, Vocab, check_tensor, find_data, split_sizes
 from spikessm.data.base import Splits, Task, builtin
 from spikessm.errors import UserError
 
@@ -98,11 +98,24 @@ def _read_wikitext(folder: Path) -> dict:
     return {"streams": streams, "vocab": vocab.itos, "unknown": unknown}
 
 
+def check_wikitext(data) -> None:
+    """A ValueError unless ``data`` is what :func:`_read_wikitext` returns."""
+    vocab = data["vocab"]
+    if not isinstance(vocab, list) or not all(isinstance(word, str) for word in vocab):
+        raise ValueError("the vocabulary must be a list of words")
+    for split in WIKITEXT_FILES:
+        stream = check_tensor(data["streams"][split], f"streams[{split!r}]", torch.int32, 1)
+        if len(stream) and (int(stream.min()) < 0 or int(stream.max()) >= len(vocab)):
+            raise ValueError(f"token ids of {split} outside the vocabulary")
+    if not isinstance(data["unknown"], dict) or not all(isinstance(n, int) for n in data["unknown"].values()):
+        raise ValueError("unknown-word counts are malformed")
+
+
 def load_wikitext103(options: dict, data_dir: Path | None) -> Splits:
     folder = find_data("wikitext103", data_dir, [("wikitext-103", list(WIKITEXT_FILES.values()))],
                        WIKITEXT_SOURCE)
     data = cached("wikitext103", folder, [folder / name for name in WIKITEXT_FILES.values()], {},
-                  lambda: _read_wikitext(folder))
+                  lambda: _read_wikitext(folder), validate=check_wikitext)
     return _lm_splits(data["streams"], int(options["seq_len"]), data["vocab"],
                       {"source": str(folder), **data["unknown"]})
 

@@ -15,7 +15,7 @@ import numpy as np
 from spikessm.data.cache import cached
 from spikessm.data.collate import pad_collate
 from spikessm.data.common import (BYTE_OFFSET, BYTE_VOCAB_NOTE, BYTE_VOCAB_SIZE, TokenSequences, find_data,
-                                  hold_out_val, pack)
+                                  check_packed, hold_out_val, pack)
 from spikessm.data.base import Splits, Task, builtin
 
 SENTIMENTS = ("neg", "pos")  # label = index
@@ -36,7 +36,8 @@ def load_text(options: dict, data_dir: Path | None) -> Splits:
     folder = find_data("text", data_dir, [("aclImdb", required)], SOURCE)
     sources = [path for pattern in required for path in folder.glob(pattern)]
     data = cached("text", folder, sources, {"l_max": l_max},
-                  lambda: {split: read_reviews(folder / split, l_max) for split in ("train", "test")})
+                  lambda: {split: read_reviews(folder / split, l_max) for split in ("train", "test")},
+                  validate=lambda data: [check_packed(data[split], 2) for split in ("train", "test")])
     train, test = (TokenSequences(data[split], id_offset=BYTE_OFFSET) for split in ("train", "test"))
     train, val, how = hold_out_val(train, test, float(options["val_fraction"]), int(options["split_seed"]))
     return Splits(train, val, test, n_classes=2, vocab_size=BYTE_VOCAB_SIZE, collate=pad_collate,

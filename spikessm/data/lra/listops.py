@@ -14,7 +14,7 @@ import numpy as np
 
 from spikessm.data.cache import cached
 from spikessm.data.collate import pad_collate
-from spikessm.data.common import LRA_SOURCE, TokenSequences, Vocab, bad_line, find_data, pack
+from spikessm.data.common import LRA_SOURCE, TokenSequences, Vocab, bad_line, check_packed, find_data, pack
 from spikessm.data.base import Splits, Task, builtin
 
 OPERATORS = ("[MIN", "[MAX", "[MED", "[SM")
@@ -53,7 +53,10 @@ def load_listops(options: dict, data_dir: Path | None) -> Splits:
     folder = find_data("listops", data_dir, [("listops-1000", list(FILES.values())),
                                              ("listops", list(FILES.values()))], LRA_SOURCE)
     data = cached("listops", folder, [folder / name for name in FILES.values()], {"l_max": l_max},
-                  lambda: {split: read_listops_tsv(folder / name, l_max) for split, name in FILES.items()})
+                  lambda: {split: read_listops_tsv(folder / name, l_max) for split, name in FILES.items()},
+                  validate=lambda data: [(check_packed(data[split], 10, vocab_size=len(VOCAB)),
+                                          int(data[split]["truncated"]), int(data[split]["unknown_tokens"]))
+                                         for split in FILES])
     return Splits(
         **{split: TokenSequences(data[split]) for split in FILES},
         n_classes=10, vocab_size=len(VOCAB), collate=pad_collate,

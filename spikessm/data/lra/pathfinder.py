@@ -26,7 +26,7 @@ from torch.utils.data import Subset
 from tqdm import tqdm
 
 from spikessm.data.cache import cached
-from spikessm.data.common import LRA_SOURCE, bad_line, find_data, random_split
+from spikessm.data.common import LRA_SOURCE, bad_line, check_tensor, find_data, random_split
 from spikessm.data.images import ImageSequences
 from spikessm.data.base import Splits, Task, builtin
 from spikessm.errors import UserError, check_choice
@@ -131,6 +131,17 @@ def _read_folder(folder: Path, resolution: int, difficulty: str, rows: list[tupl
             "dropped": {"blank": int((~keep).sum()), "blacklisted": len(blacklisted)}}
 
 
+def check_decoded(data, resolution: int) -> None:
+    """A ValueError unless ``data`` is what :func:`_read_folder` returns at ``resolution``."""
+    pixels = check_tensor(data["pixels"], "pixels", torch.uint8, 2)
+    labels = check_tensor(data["labels"], "labels", torch.int64, 1)
+    if pixels.shape[1] != resolution * resolution or len(labels) != len(pixels) or \
+            (len(labels) and not bool(((labels == 0) | (labels == 1)).all())):
+        raise ValueError(f"pixels {tuple(pixels.shape)} and labels {tuple(labels.shape)} do not fit {resolution}x{resolution}")
+    if not isinstance(data["dropped"], dict) or not all(isinstance(n, int) for n in data["dropped"].values()):
+        raise ValueError("dropped counts are malformed")
+
+
 def read_pathfinder(task: str, resolution: int, options: dict, data_dir: Path | None) -> Splits:
     difficulty = str(options["difficulty"])
     check_choice("data.resolution", resolution, RESOLUTIONS)
@@ -142,7 +153,8 @@ def read_pathfinder(task: str, resolution: int, options: dict, data_dir: Path | 
     rows = read_metadata(folder)
     sources = [*(folder / "metadata").glob("*.npy"), *(folder / relative for relative, _ in rows)]
     data = cached(f"pathfinder{resolution}", folder, sources, {"difficulty": difficulty},
-                  lambda: _read_folder(folder, resolution, difficulty, rows))
+                  lambda: _read_folder(folder, resolution, difficulty, rows),
+                  validate=lambda data: check_decoded(data, resolution))
     dropped = {why: n for why, n in data["dropped"].items() if n}
     if dropped:
         log.warning("%s: dropped %s", folder, ", ".join(f"{n} {why} image(s)" for why, n in dropped.items()))

@@ -15,7 +15,7 @@ import numpy as np
 from spikessm.data.cache import cached
 from spikessm.data.collate import pad_collate
 from spikessm.data.common import (BYTE_OFFSET, BYTE_VOCAB_NOTE, BYTE_VOCAB_SIZE, LRA_SOURCE, TokenSequences,
-                                  bad_line, find_data, pack)
+                                  bad_line, check_packed, find_data, pack)
 from spikessm.data.base import Splits, Task, builtin
 
 FILES = {"train": "new_aan_pairs.train.tsv", "val": "new_aan_pairs.eval.tsv",
@@ -47,7 +47,8 @@ def load_retrieval(options: dict, data_dir: Path | None) -> Splits:
     folder = find_data("retrieval", data_dir, [("tsv_data", list(FILES.values())),
                                                ("aan", list(FILES.values()))], LRA_SOURCE)
     data = cached("retrieval", folder, [folder / name for name in FILES.values()], {"l_max": l_max},
-                  lambda: {split: read_pairs(folder / name, l_max) for split, name in FILES.items()})
+                  lambda: {split: read_pairs(folder / name, l_max) for split, name in FILES.items()},
+                  validate=lambda data: [check_packed(data[split], 2, docs_per_sample=2) for split in FILES])
     return Splits(
         **{split: TokenSequences(data[split], docs_per_sample=2, id_offset=BYTE_OFFSET) for split in FILES},
         n_classes=2, vocab_size=BYTE_VOCAB_SIZE, collate=pad_collate,
