@@ -1,7 +1,5 @@
 """LIF neuron: the loop reference against hand values and a scalar BPTT, the other backends against the loop."""
 
-import sys
-import types
 from dataclasses import dataclass
 
 import pytest
@@ -246,14 +244,14 @@ def test_auto_picks_the_fastest_exact_backend(monkeypatch, dtype, expected):
     assert called == [expected]
 
 
-def test_sdn_backend_receives_the_arguments_as_given(monkeypatch):
+def test_sdn_backend_receives_tau_as_given_and_the_threshold_in_xs_dtype(monkeypatch):
     received = []
-    fake = types.ModuleType("spikessm.neurons.sdn")
-    fake.sdn_lif = lambda *args: received.append(args) or "spikes"
-    monkeypatch.setitem(sys.modules, "spikessm.neurons.sdn", fake)
+    monkeypatch.setattr("spikessm.neurons.sdn.sdn_lif", lambda *args: received.append(args) or "spikes")
     x = torch.zeros(2, 3)
-    assert lif(x, 0.125, 0.9, "hard", "atan", "sdn") == "spikes"
-    assert received == [(x, 0.125, 0.9, "hard", "atan")]
+    assert lif(x, 0.125, torch.full((2,), 0.9, dtype=torch.float64), "hard", "atan", "sdn") == "spikes"
+    (got_x, tau, threshold, reset, surrogate), = received
+    assert got_x is x and tau == 0.125 and (reset, surrogate) == ("hard", "atan")
+    assert threshold.dtype == x.dtype and torch.equal(threshold, torch.full((2,), 0.9))
 
 
 @pytest.mark.parametrize("reset", ["hard", "soft"])

@@ -16,7 +16,8 @@ from torch import nn
 from spikessm.blocks.base import Activation
 from spikessm.blocks.lean_ops import divide_by_threshold
 from spikessm.errors import UserError, check_choice
-from spikessm.neurons.lif import LIF_BACKENDS, RESETS, lif, lif_step
+from spikessm.neurons.lif import LIF_BACKENDS, lif
+from spikessm.neurons.step import RESETS, lif_step
 from spikessm.neurons.surrogates import SURROGATES
 
 

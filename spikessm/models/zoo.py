@@ -9,7 +9,8 @@ from spikessm.blocks.gsu import GSUBlock
 from spikessm.blocks.s4d import S4DBlock
 from spikessm.blocks.spiking import SpikingS4DBlock
 from spikessm.models.spec import ModelSpec
-from spikessm.neurons.lif import LIF_BACKENDS, RESETS
+from spikessm.neurons.lif import LIF_BACKENDS
+from spikessm.neurons.step import RESETS
 from spikessm.neurons.surrogates import SURROGATES
 
 GSU_OPTIONS = {"gsu_threshold": 0.15, "gsu_surrogate": "atan"}

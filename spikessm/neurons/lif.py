@@ -26,16 +26,12 @@ import importlib.util
 
 import torch
 
-from spikessm.errors import UserError
-from spikessm.neurons.surrogates import check_surrogate, spike
+from spikessm.errors import UserError, check_choice
+from spikessm.neurons import scan, sdn
+from spikessm.neurons.step import RESETS, lif_step
+from spikessm.neurons.surrogates import check_surrogate
 
 LIF_BACKENDS = ("auto", "loop", "fused", "scan", "sdn", "triton")
-RESETS = ("hard", "soft")
-
-
-def _check_choice(arg: str, value: str, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        raise UserError(f"{arg} must be one of {', '.join(choices)}; got {value!r}")
 
 
 @functools.cache
@@ -50,20 +46,6 @@ def _auto_backend(x: torch.Tensor) -> str:
     if x.device.type == "cuda" and _triton_installed():
         return "triton"
     return "scan"
-
-
-def lif_step(x_t, u, tau=0.125, threshold=1.0, reset="hard", surrogate="triangle"):
-    """Advance LIF neurons by one time step; `loop` is this applied along time, so streaming matches it.
-
-    x_t: input current (...,); u: membrane after the previous step's reset (...,), zeros at the start.
-    tau, threshold: floats or tensors broadcastable to x_t. Returns (s_t, u_t), each shaped like x_t.
-    """
-    _check_choice("reset", reset, RESETS)
-    v = tau * u + x_t
-    s = spike(v - threshold, surrogate)
-    reset_by = s.detach()
-    u = v * (1 - reset_by) if reset == "hard" else v - threshold * reset_by
-    return s, u
 
 
 def _lif_loop(x, tau, threshold, reset, surrogate):
@@ -122,9 +104,9 @@ def lif(x, tau=0.125, threshold=1.0, reset="hard", surrogate="triangle", backend
         raise UserError(f"x must be a floating-point tensor; got {got}")
     if x.dim() == 0 or x.shape[-1] == 0:
         raise UserError(f"x must have a non-empty time axis (the last); got shape {tuple(x.shape)}")
-    _check_choice("reset", reset, RESETS)
+    check_choice("reset", reset, RESETS)
     check_surrogate(surrogate)
-    _check_choice("backend", backend, LIF_BACKENDS)
+    check_choice("backend", backend, LIF_BACKENDS)
     _check_tau(tau)
     tau_t = _as_parameter("tau", tau, x)
     threshold_t = _as_parameter("threshold", threshold, x)
@@ -133,19 +115,15 @@ def lif(x, tau=0.125, threshold=1.0, reset="hard", surrogate="triangle", backend
         backend = _auto_backend(x)
     if backend == "loop":
         return _lif_loop(x, tau_t, threshold_t, reset, surrogate)
-    # Backends are imported on first use: numba is slow to import, sdn loads a trained network.
+    # Optional heavy imports, on first use only: numba takes seconds to import, Triton is an optional extra.
     if backend == "fused":
         from spikessm.neurons.fused import lif_fused
 
         return lif_fused(x, tau_t, threshold_t, reset, surrogate)
     if backend == "scan":
-        from spikessm.neurons.scan import lif_scan
-
-        return lif_scan(x, tau_t, threshold_t, reset, surrogate)
+        return scan.lif_scan(x, tau_t, threshold_t, reset, surrogate)
     if backend == "triton":
         from spikessm.neurons.triton_lif import lif_triton
 
         return lif_triton(x, tau_t, threshold_t, reset, surrogate)
-    from spikessm.neurons.sdn import sdn_lif
-
-    return sdn_lif(x, tau, threshold_t, reset, surrogate)
+    return sdn.sdn_lif(x, tau, threshold_t, reset, surrogate)

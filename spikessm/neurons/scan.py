@@ -23,7 +23,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from spikessm.neurons.lif import lif_step
+from spikessm.neurons.step import lif_step
 from spikessm.neurons.surrogates import surrogate_grad
 
 

@@ -28,7 +28,7 @@ from torch import nn
 
 from spikessm.errors import UserError
 from spikessm.files import load_tensors, save_tensors
-from spikessm.neurons.lif import lif_step
+from spikessm.neurons.step import lif_step
 from spikessm.neurons.surrogates import spike
 
 TRAINED_TAU = 0.125
