@@ -2,7 +2,7 @@
 import pytest
 
 from spikessm.cli import main
-from spikessm.train.benchmark import ann_twin, measure_step, run_model_benchmark, sequence_length
+from spikessm.train.benchmark import ann_twin, measure_step, ratio, run_model_benchmark, sequence_length
 from spikessm.train.config import build_config
 
 TINY = ["model.d_model=8", "model.n_layers=1", "model.d_state=4"]
@@ -22,6 +22,7 @@ def test_a_case_and_its_ann_twin_are_measured_in_child_processes(tmp_path):
     assert "## Neurons\n\nkept" in text and "## Models" in text
     assert "spikessm bench model --task sdigits --batch 2 --length 16 --repeats 1" in text
     assert "| --task sdigits --model spikingssm | 2 | 16 |" in text
+    assert row["cpu_seconds"] > 0 and float(ratio(row)) > 0
 
 
 def test_the_twin_keeps_backbone_and_ssm_and_drops_block_options():

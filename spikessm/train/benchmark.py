@@ -84,25 +84,27 @@ def measure_step(cfg: dict, batch: int, length: int, repeats: int, device: str, 
     optimizer = make_optimizer(model, cfg["train"]["lr"], cfg["train"]["weight_decay"], cfg["train"]["ssm_lr"])
     x, y, lengths = (t if t is None else t.to(dev) for t in _inputs(task, batch, length, torch.Generator().manual_seed(0)))
 
-    def step() -> float:
-        start = time.perf_counter()
+    def step() -> tuple[float, float]:
+        """(wall seconds, CPU seconds of this process's threads)"""
+        start, start_cpu = time.perf_counter(), time.process_time()
         optimizer.zero_grad(set_to_none=True)
         loss, _, n = loss_and_hits(model, task.kind, x, y, lengths)
         (loss / n).backward()
         optimizer.step()
         if dev.type == "cuda":
             torch.cuda.synchronize(dev)
-        return time.perf_counter() - start
+        return time.perf_counter() - start, time.process_time() - start_cpu
 
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats(dev)
     step()  # warm-up: numba compilation, first allocations, the optimizer state
-    seconds = statistics.median(step() for _ in range(repeats))
+    walls, cpus = zip(*(step() for _ in range(repeats)))
     if dev.type == "cuda":
         peak = torch.cuda.max_memory_allocated(dev)
     else:
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # kilobytes on Linux
-    return {"seconds": seconds, "peak_bytes": peak, "params": sum(p.numel() for p in model.parameters())}
+    return {"seconds": statistics.median(walls), "cpu_seconds": statistics.median(cpus), "peak_bytes": peak,
+            "params": sum(p.numel() for p in model.parameters())}
 
 
 def _child(conn, *args):
@@ -155,7 +157,8 @@ def run_model_benchmark(presets=(), task=None, model=None, sets=(), batch=None, 
     for preset, cfg in cases:
         n, L = batch or cfg["train"]["batch_size"], length or sequence_length(cfg)
         row = {"preset": preset or f"--task {cfg['task']} --model {cfg['model']['name']}",
-               "model": cfg["model"]["name"], "task": cfg["task"], "batch": n, "length": L}
+               "model": cfg["model"]["name"], "task": cfg["task"], "batch": n, "length": L,
+               "device": torch.device(device).type}
         twins = [("", cfg)] + ([("ann_", ann_twin(cfg))] if cfg["model"]["name"] != ANN else [])
         for prefix, config in twins:
             if progress:
@@ -188,19 +191,30 @@ def summary(row: dict) -> str:
     """One line: the case's step time and peak memory, and its ANN twin's."""
     if "error" in row:
         return f"{row['preset']}: {row['error']}"
-    text = f"{row['preset']}: {_time(row['seconds'])} per step, peak {_gb(row['peak_bytes'])}"
+    text = (f"{row['preset']}: {_time(row['seconds'])} per step ({_time(row['cpu_seconds'])} CPU), "
+            f"peak {_gb(row['peak_bytes'])}")
     if "ann_seconds" in row:
-        text += (f"; {ANN}: {_time(row['ann_seconds'])}, peak {_gb(row['ann_peak_bytes'])} "
-                 f"(time ratio {row['seconds'] / row['ann_seconds']:.2f})")
+        text += (f"; {ANN}: {_time(row['ann_seconds'])} ({_time(row['ann_cpu_seconds'])} CPU), "
+                 f"peak {_gb(row['ann_peak_bytes'])}; ratio {ratio(row)}")
     return text
+
+
+def ratio(row: dict) -> str:
+    """Spiking / ANN step time: of CPU time when both ran on the CPU (other jobs on a shared machine
+    stretch wall time, hardly CPU time), else of wall time."""
+    if "seconds" not in row or "ann_seconds" not in row:
+        return ""
+    key = "cpu_seconds" if row.get("device", "cpu") == "cpu" else "seconds"
+    return f"{row[key] / row['ann_' + key]:.2f}"
 
 
 def _cells(row: dict, prefix: str) -> list[str]:
     if prefix + "error" in row:
         return [row[prefix + "error"], "", ""]
     if prefix + "seconds" not in row:
-        return ["", "", ""]
-    return [_time(row[prefix + "seconds"]), _gb(row[prefix + "peak_bytes"]), f"{row[prefix + 'params']:,}"]
+        return ["", "", "", ""]
+    return [_time(row[prefix + "seconds"]), _time(row[prefix + "cpu_seconds"]), _gb(row[prefix + "peak_bytes"]),
+            f"{row[prefix + 'params']:,}"]
 
 
 def _markdown(rows, settings, presets, machine) -> str:
@@ -217,16 +231,17 @@ def _markdown(rows, settings, presets, machine) -> str:
         f"## {settings['section']}", "",
         f"One training step (forward, backward, AdamW update) of each preset's model on random inputs of its "
         f"task's shape; median of {settings['repeats']} steps after a warm-up step. Memory: {memory}. "
-        f"Each spiking model beside its ANN twin (`{ANN}`, same backbone and S4D settings, same shapes); "
-        f"ratio = spiking step time / {ANN} step time, measured in the same run.", "",
-        f"| preset | batch | L | step | peak memory | params | {ANN} step | {ANN} peak | ratio |",
-        "|---|---|---|---|---|---|---|---|---|",
+        f"Each spiking model beside its ANN twin (`{ANN}`, same backbone and S4D settings, same shapes). "
+        f"step: wall time; CPU: CPU time of the measuring process (all its threads). ratio = spiking / {ANN} "
+        "step time in the same run, of CPU time on the CPU (other jobs on a shared machine stretch wall time, "
+        "hardly CPU time), of wall time on a GPU.", "",
+        f"| preset | batch | L | step | CPU | peak memory | params | {ANN} step | {ANN} CPU | {ANN} peak | ratio |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         ours, ann = _cells(row, ""), _cells(row, "ann_")
-        ratio = f"{row['seconds'] / row['ann_seconds']:.2f}" if "seconds" in row and "ann_seconds" in row else ""
-        lines.append(f"| {row['preset']} | {row['batch']} | {row['length']} | {ours[0]} | {ours[1]} | {ours[2]} | "
-                     f"{ann[0]} | {ann[1]} | {ratio} |")
+        lines.append(f"| {row['preset']} | {row['batch']} | {row['length']} | {' | '.join(ours)} | "
+                     f"{' | '.join(ann[:3])} | {ratio(row)} |")
     lines += ["", f"Command: `spikessm bench model {args.strip()}`", "",
               f"Machine: {machine['cpu']}, {machine['cores']} cores, {settings['threads']} threads; Python "
               f"{machine['python']}, torch {machine['torch']}; {machine['date']}. Load average at start: "
