@@ -61,8 +61,9 @@ def stream_samples(model: SequenceModel, samples: Sequence[tuple[torch.Tensor, A
                            "p99": sorted(latencies)[int(0.99 * (len(latencies) - 1))]}}
 
 
-def _test_samples(cfg: dict, index: int, count: int) -> list:
-    _, splits = load_data(cfg)
+def _test_samples(cfg: dict, index: int, count: int, splits=None) -> list:
+    if splits is None:
+        _, splits = load_data(cfg)
     if not 0 <= index < len(splits.test) or count < 1:
         raise UserError(f"--index must lie in [0, {len(splits.test) - 1}] and --count be >= 1")
     return [splits.test[i] for i in range(index, min(index + count, len(splits.test)))]
@@ -107,16 +108,21 @@ def stream_pretrained(name_or_dir: str | Path, index: int = 0, count: int = 1, d
     info = model.info
     task = info.get("task")
     cfg = {"task": task, "data": {**(info.get("data") or {}), "dir": data_dir, "train_samples": 0, "eval_samples": 0}}
-    try:
-        samples = _test_samples(cfg, index, count) if task else None
-    except UserError:
-        if model.kind != "lm" or not info.get("sample_text"):
-            raise
-        samples = None
+    splits = None
+    if task:
+        try:
+            _, splits = load_data(cfg)
+        except UserError:  # the data is not here: a language model streams its sample text instead
+            if model.kind != "lm" or not info.get("sample_text"):
+                raise
+    samples = _test_samples(cfg, index, count, splits) if splits is not None else None
     source = f"{task} test split"
     if samples is None:
         if not info.get("sample_text"):
             raise UserError(f"{name_or_dir}: config.json names no task and ships no sample_text to stream")
-        samples, index, source = [sample_text_ids(model, info["sample_text"])], 0, "the shipped sample text"
+        if index != 0:
+            raise UserError(f"{name_or_dir}: without its data (--data-dir) it streams the one sample text its "
+                            "config.json ships: --index must be 0")
+        samples, source = [sample_text_ids(model, info["sample_text"])], "the shipped sample text"
     name = model.config.name if model.config else "?"
     return {"task": task, "model": name, "source": source, **stream_samples(model, samples, index)}
