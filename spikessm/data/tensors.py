@@ -206,6 +206,8 @@ def load_tensors_task(options: dict, data_dir: Path | None) -> Splits:
                   info={"source": str(path), "split": how})
 
 
-builtin(Task("tensors", "your own tensors: one .npz or .pt file with x, y (--set data.path=FILE)", 0, 0,
+# Nominal length and classes 0: the file decides them, and whether it is classification or an LM.
+builtin(Task("tensors", "your own .npz/.pt file with x, y (--set data.path=FILE); classify or lm, shapes "
+             "from the file", 0, 0,
              "classify", load_tensors_task, options={"path": "", "val_fraction": 0.1, "test_fraction": 0.1,
                                                      "split_seed": 0}))
