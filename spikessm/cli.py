@@ -5,7 +5,9 @@ Exit codes: 0 success; 2 a user error (one line on stderr, no traceback); 1 an i
 from __future__ import annotations
 
 import argparse
+import errno
 import json
+import math
 import os
 import sys
 import time
@@ -29,6 +31,31 @@ def positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """A finite number > 0 (``nan``, ``inf``, 0 and negatives are usage errors)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
+    return value
+
+
+SEED_LIMIT = 2 ** 32
+
+
+def seed(text: str) -> int:
+    """A random seed: an integer in [0, 2**32), the range numpy accepts."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if not 0 <= value < SEED_LIMIT:
+        raise argparse.ArgumentTypeError(f"must be in [0, 2**32), got {value}")
     return value
 
 
@@ -154,9 +181,20 @@ def benchmarks_markdown(out: str | None) -> str | None:
     return str(checkout) if checkout.is_file() else None
 
 
+def check_markdown_out(out: str | None) -> None:
+    """A benchmark's Markdown file must be writable before the benchmark runs (minutes)."""
+    from spikessm.files import check_writable_dir
+
+    if out:
+        if Path(out).is_dir():
+            raise UserError(f"--out {out} is a directory; give the Markdown file to write")
+        check_writable_dir(Path(out).parent, "--out")
+
+
 def cmd_bench_neurons(args) -> int:
     from spikessm.neurons.benchmark import run_neuron_benchmark
 
+    check_markdown_out(benchmarks_markdown(args.out))
     gpu = args.device == "cuda"  # GPU defaults: the SpikingSSMs comparison's L = 1K..16K, 16 x 256 neurons
     lengths = args.lengths or ([1024, 2048, 4096, 8192, 16384] if gpu else [1024, 4096, 16384])
     rows = run_neuron_benchmark(lengths=lengths, batch=args.batch, channels=args.channels or (256 if gpu else 128),
@@ -177,6 +215,7 @@ def cmd_bench_model(args) -> int:
     if args.all and args.preset:
         raise UserError("give --all or --preset, not both")
     presets = list(PAPER_PRESETS) if args.all else (args.preset or [])
+    check_markdown_out(args.out)
     rows = run_model_benchmark(presets, task=args.task, model=args.model, sets=args.set or [], batch=args.batch,
                                length=args.length, repeats=args.repeats, device=args.device, threads=args.threads,
                                out_md=args.out or None, section=args.section, progress=not args.quiet)
@@ -191,10 +230,29 @@ def cmd_bench_model(args) -> int:
 def cmd_sdn_train(args) -> int:
     from spikessm.neurons.sdn import train_sdn
 
+    from spikessm.files import check_writable_dir, load_tensors
+    from spikessm.train.checkpoint import first_nonfinite
+
     chosen = {key: value for key, value in vars(args).items()
               if key in ("tau", "samples", "length", "epochs", "batch_size", "lr", "polish_iterations", "seed")
               and value is not None}  # unset options keep train_sdn's defaults
-    result = train_sdn(args.out, **chosen)
+    out = Path(args.out)
+    if out.is_dir():
+        raise UserError(f"--out {out} is a directory; give the file to write (e.g. {out / 'sdn.pt'})")
+    check_writable_dir(out.parent, "--out")  # before training: fails now, not after minutes
+    # trained into a temporary file beside --out, which replaces --out only with finite weights
+    scratch = out.parent / f".{out.name}.training.pt"
+    try:
+        result = train_sdn(scratch, **chosen)
+        broken = first_nonfinite(load_tensors(scratch, "Surrogate Dynamic Network weights"))
+        if broken is not None:
+            print(f"spikessm: the SDN diverged ({broken} is non-finite); nothing written to {out}. "
+                  "Lower --lr", file=sys.stderr)
+            return 3
+        os.replace(scratch, out)
+    finally:
+        scratch.unlink(missing_ok=True)
+    result["path"] = str(out)
     print(json.dumps(result, indent=2))
     return 0
 
@@ -251,7 +309,7 @@ def build_parser() -> Parser:
     p.add_argument("--model", help="model name (see `spikessm models`)")
     p.add_argument("--preset", help="preset name (see `spikessm presets`) or a YAML file")
     p.add_argument("--epochs", type=positive_int)
-    p.add_argument("--seed", type=int)
+    p.add_argument("--seed", type=seed)
     p.add_argument("--out", help="output directory (default runs/<model>_<task>_<time>)")
     p.add_argument("--data-dir", help="where the data sets live (default $SPIKESSM_DATA)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
@@ -303,7 +361,7 @@ def build_parser() -> Parser:
     p.add_argument("--channels", type=positive_int, help="default 128; on cuda 256")
     p.add_argument("--repeats", type=positive_int, default=5, help="timed runs per cell (median)")
     p.add_argument("--threads", type=positive_int, default=2)
-    p.add_argument("--loop-limit", type=float, default=60.0,
+    p.add_argument("--loop-limit", type=positive_float, default=60.0,
                    help="seconds after which the Python-loop reference is reported as '> limit'")
     p.add_argument("--out", help="Markdown file whose '## Neurons' (on cuda '## Neurons (GPU)') section is "
                    "replaced (default: docs/BENCHMARKS.md of the source checkout; '' to skip)")
@@ -333,21 +391,21 @@ def build_parser() -> Parser:
     p.add_argument("--out", required=True, help="where to write the state dict (.pt)")
     # Defaults (None here) are train_sdn's: tau 0.125, 40000 sequences of 1024, 4 epochs of batch 4,
     # lr 0.003, 600 L-BFGS iterations, seed 0.
-    p.add_argument("--tau", type=float, help="LIF leak to imitate (default 0.125)")
+    p.add_argument("--tau", type=positive_float, help="LIF leak to imitate (default 0.125)")
     p.add_argument("--samples", type=positive_int, help="N(0,1) training sequences (default 40000)")
     p.add_argument("--length", type=positive_int, help="steps per sequence (default 1024)")
     p.add_argument("--epochs", type=positive_int, help="AdamW epochs (default 4)")
     p.add_argument("--batch-size", type=positive_int, help="default 4")
-    p.add_argument("--lr", type=float, help="AdamW learning rate (default 0.003)")
+    p.add_argument("--lr", type=positive_float, help="AdamW learning rate (default 0.003)")
     p.add_argument("--polish-iterations", type=int, help="L-BFGS iterations after AdamW (default 600)")
-    p.add_argument("--seed", type=int)
+    p.add_argument("--seed", type=seed)
     p.set_defaults(func=cmd_sdn_train)
     p = sdn.add_parser("eval", help="per-step spike accuracy, precision and recall against the exact LIF")
     p.add_argument("weights", nargs="?", help="a state dict from `sdn train` (default: the shipped one)")
-    p.add_argument("--tau", type=float, nargs="+", help="LIF taus to compare with (default: the net's)")
+    p.add_argument("--tau", type=positive_float, nargs="+", help="LIF taus to compare with (default: the net's)")
     p.add_argument("--n", type=positive_int, default=2000, help="sequences")
     p.add_argument("--length", type=positive_int, default=1024)
-    p.add_argument("--seed", type=int, help="input seed (default 12345, unlike training's 0)")
+    p.add_argument("--seed", type=seed, help="input seed (default 12345, unlike training's 0)")
     p.add_argument("--baselines", action="store_true",
                    help="also score the network-free guesses: LIF without reset, and no memory at all")
     p.set_defaults(func=cmd_sdn_eval)
@@ -361,7 +419,19 @@ def build_parser() -> Parser:
     return parser
 
 
+# errors of writing output that the user can fix: exit 2 with one line, not a traceback
+OUTPUT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR,
+                 errno.EISDIR, errno.EEXIST, errno.ENAMETOOLONG, errno.EFBIG}
+
+
 def main(argv=None) -> int:
+    from spikessm.train.stopping import QuietExitOnSignal
+
+    with QuietExitOnSignal(process_exits=argv is None):  # None: run as the `spikessm` program
+        return _main(argv)
+
+
+def _main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
@@ -374,6 +444,12 @@ def main(argv=None) -> int:
     except BrokenPipeError:  # the reader went away (`spikessm tasks | head`): stop quietly, as cat does
         sys.stdout = open(os.devnull, "w")  # so that the interpreter's final flush does not fail again
         return 141
+    except OSError as e:  # a file that cannot be written (full disk, read-only, a file in the way)
+        if e.errno not in OUTPUT_ERRNOS:
+            raise
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"spikessm: error: {where}{e.strerror or e} (files saved before are intact)", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

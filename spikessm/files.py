@@ -43,9 +43,29 @@ def write_atomically(path: str | Path, write: Callable[[BinaryIO], None]) -> Non
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as e:  # (a full disk, a read-only folder): name the file meant, not the temporary one
+        Path(tmp).unlink(missing_ok=True)
+        raise OSError(e.errno, e.strerror, str(path)) from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def check_writable_dir(folder: str | Path, option: str = "--out") -> Path:
+    """Create ``folder`` if needed and check that files can be created in it, before any long work
+    whose result would go there: an existing file, a path under a file, a read-only folder or a full
+    disk is a one-line :class:`UserError` naming ``option`` and the folder."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        if not folder.is_dir():
+            raise NotADirectoryError(20, "not a directory", str(folder))
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=".spikessm-probe.")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise UserError(f"{option} {folder}: cannot write there ({e.strerror or e})") from None
+    return folder
 
 
 def save_tensors(obj, path: str | Path) -> None:

@@ -23,6 +23,7 @@ import torch
 from spikessm.data.collate import stack_collate
 from spikessm.data.loading import load_data
 from spikessm.errors import UserError
+from spikessm.files import check_writable_dir
 from spikessm.metrics.firing import spiking_layers
 from spikessm.pretrained import load_model
 from spikessm.train.evaluation import seed_everything
@@ -196,8 +197,7 @@ def make_report(run_dir: str | Path, out_dir: str | Path | None = None, data_dir
     """Draw the figures and write report.md (into ``RUN_DIR/report`` by default); returns its path."""
     run_dir = Path(run_dir)
     summary, rows = read_run(run_dir)
-    out = Path(out_dir) if out_dir else run_dir / "report"
-    out.mkdir(parents=True, exist_ok=True)
+    out = check_writable_dir(Path(out_dir) if out_dir else run_dir / "report", "--out")
     plt = _pyplot()
     lm = "test_ppl" in summary
     figures, notes = {"curves": "curves.png"}, []

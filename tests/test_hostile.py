@@ -398,4 +398,319 @@ def test_the_hashing_time_is_printed_once(tmp_path, user_cache, capsys):
     write_listops(tmp_path / "listops-1000")
     load_listops(tmp_path)
     err = capsys.readouterr().err
-    assert err.count("hashed 3 data file(s)") == 1 and "to check the cache" in err
+    assert err.count("hashed 3 data file(s)") == 1 and "decoded and cached" in err
+    load_listops(tmp_path)
+    err = capsys.readouterr().err
+    assert err.count("hashed 3 data file(s)") == 1 and "read from the cache" in err
+
+
+# ---------------------------------------------------------------- cases 3, 8, 9, 10: exit 2 and one line, never a traceback
+
+def run_cli(argv, capsys):
+    """(exit code, stderr lines) of an in-process `spikessm ARGV`; a traceback would raise here."""
+    capsys.readouterr()
+    try:
+        code = main(argv)
+    except SystemExit as e:  # argparse usage errors
+        code = e.code
+    return code, capsys.readouterr().err.strip().splitlines()
+
+
+def preset(tmp_path, text, name="p.yaml"):
+    path = tmp_path / name
+    path.write_bytes(text if isinstance(text, bytes) else text.encode())
+    return str(path)
+
+
+A_FILE = "{tmp}/a_file"  # a plain file made by the test: outputs "in" or "under" it cannot be written
+
+CASES = [
+    # case 3: sdn train learning rates
+    (["sdn", "train", "--out", "{tmp}/sdn.pt", "--lr", "inf"], "--lr"),
+    (["sdn", "train", "--out", "{tmp}/sdn.pt", "--lr", "0"], "--lr"),
+    (["sdn", "train", "--out", "{tmp}/sdn.pt", "--lr", "-1"], "--lr"),
+    (["sdn", "train", "--out", "{tmp}/sdn.pt", "--lr", "nan"], "--lr"),
+    # case 8: output that cannot be written (checked before any long work)
+    (["train", "--out", A_FILE, *TINY], "cannot write the run directory"),
+    (["train", "--out", A_FILE + "/run", *TINY], "cannot write the run directory"),
+    (["report", "{run}", "--out", A_FILE], "--out"),
+    (["report", "{run}", "--out", A_FILE + "/x"], "--out"),
+    (["data", "generate", "listops", "--out", A_FILE + "/x"], "cannot write"),
+    (["data", "generate", "pathfinder", "--out", A_FILE, "--count", "2"], "cannot write"),
+    (["sdn", "train", "--out", A_FILE + "/x.pt"], "cannot write"),
+    (["sdn", "train", "--out", "{tmp}"], "is a directory"),
+    (["bench", "neurons", "--out", A_FILE + "/x.md"], "cannot write"),
+    (["bench", "model", "--out", A_FILE + "/x.md"], "cannot write"),
+    # case 9: values
+    (["train", "--seed", "-1", *TINY], "--seed"),
+    (["train", "--seed", str(2 ** 32), *TINY], "--seed"),
+    (["train", "--preset", "@seed: -3\n", *TINY], "seed=-3"),
+    (["data", "generate", "listops", "--seed", "-1", "--out", "{tmp}/gen"], "--seed"),
+    (["sdn", "eval", "--seed", str(2 ** 70)], "--seed"),
+    (["train", "--set", "model=5", *TINY], "config key model: expected a mapping"),
+    (["train", "--set", "model.name=[1,2]", *TINY], "config key model.name"),
+    (["train", "--set", "task=[1]", *TINY], "config key task"),
+    (["train", "--set", "model.d_model=", *TINY], "model.d_model"),
+    (["train", "--preset", "@model: [1, 2]\n", *TINY], "config key model: expected a mapping"),
+    (["train", "--preset", "@model: spikingssm\n", *TINY], "config key model: expected a mapping"),
+    (["train", "--preset", "@task: [sdigits]\n", *TINY], "config key task"),
+    (["train", "--preset", b"@task: \xff\xfe\n", *TINY], "not UTF-8"),
+    (["train", "--set", "train.warmup_epochs=inf", *TINY], "train.warmup_epochs=inf must be a finite number"),
+    (["train", "--set", "train.lr=nan", *TINY], "train.lr"),
+    (["train", "--set", "train.device=meta", *TINY], "train.device='meta'"),
+    (["eval", "{run}/best.pt", "--device", "meta"], "'meta'"),
+    (["bench", "neurons", "--loop-limit", "nan", "--out", ""], "--loop-limit"),
+    (["train", "--task", "listops", "--set", "data.l_max=0", *TINY], "data.l_max=0 must be > 0"),
+    (["train", "--task", "listops", "--set", "data.l_max=-1", *TINY], "data.l_max=-1 must be > 0"),
+    (["train", "--task", "", *TINY], "config key task"),
+    (["train", "--model", "s4d-gsu", "--set", "model.gsu_threshold=-inf", *TINY], "gsu_threshold=-inf"),
+]
+
+
+@pytest.mark.parametrize("argv,needle", CASES, ids=[" ".join(map(str, a))[:60] for a, _ in CASES])
+def test_user_errors_are_one_line_and_exit_2(argv, needle, tmp_path, finished_run, capsys):
+    (tmp_path / "a_file").write_text("not a directory")
+    argv = [preset(tmp_path, a[1:] if isinstance(a, str) else a[1:]) if isinstance(a, (str, bytes)) and
+            a[:1] in ("@", b"@") else a.format(tmp=tmp_path, run=finished_run) for a in argv]
+    before = snapshot(finished_run)
+    code, lines = run_cli(argv, capsys)
+    assert code == 2, lines
+    assert len(lines) == 1 and needle in lines[0], lines
+    assert snapshot(finished_run) == before
+    assert not (tmp_path / "sdn.pt").exists() and not (tmp_path / "gen").exists()
+
+
+def test_a_full_disk_mid_run_is_exit_2_and_the_last_checkpoint_survives(tmp_path, monkeypatch, capsys):
+    import errno
+
+    import spikessm.files as files
+
+    out = tmp_path / "run"
+    real, calls = files.os.fsync, []
+
+    def fsync(fd):
+        calls.append(1)
+        if len(calls) > 4:  # config.yaml, metrics.jsonl and two checkpoints fit; then the disk is full
+            raise OSError(errno.ENOSPC, "No space left on device")  # as a full disk fails the flush
+        return real(fd)
+
+    monkeypatch.setattr(files.os, "fsync", fsync)
+    code, lines = run_cli(["train", "--epochs", "1", "--set", "train.checkpoint_every=2", "--out", str(out), *TINY],
+                          capsys)
+    assert code == 2, lines
+    assert "No space left on device" in lines[-1] and str(out / "last.pt") in lines[-1]
+    # the checkpoint of step 4 (config.yaml, metrics.jsonl, steps 2 and 4 were written; step 6 was not)
+    assert all_finite(out / "last.pt") and load_checkpoint(out / "last.pt")["position"]["batches_done"] == 4
+    assert not list(out.glob(".*.tmp")) and not (out / ".spikessm.lock").exists()
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
+def test_read_only_folders_are_exit_2(tmp_path, finished_run, capsys):
+    import shutil
+
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    run = tmp_path / "ro-run"
+    shutil.copytree(finished_run, run)
+    locked.chmod(0o555)
+    run.chmod(0o555)
+    try:
+        for argv in (["train", "--out", str(locked / "run"), *TINY], ["train", "--resume", str(run), "--quiet"],
+                     ["data", "generate", "listops", "--out", str(locked / "x")],
+                     ["sdn", "train", "--out", str(locked / "x.pt")]):
+            code, lines = run_cli(argv, capsys)
+            assert code == 2 and len(lines) == 1, (argv, lines)
+    finally:
+        locked.chmod(0o755)
+        run.chmod(0o755)
+
+
+def test_sdn_training_that_diverges_writes_nothing(tmp_path, capsys, monkeypatch):
+    import spikessm.neurons.sdn as sdn
+
+    out = tmp_path / "sdn.pt"
+    out.write_bytes(b"an earlier network")
+    real = sdn.train_sdn
+
+    def diverging(path, **kwargs):  # as --lr 1e30 does: a network of NaNs
+        from spikessm.files import save_tensors
+
+        save_tensors({"tau": torch.tensor(0.125), "w": torch.full((2,), math.nan)}, path)
+        return {"path": str(path)}
+
+    monkeypatch.setattr(sdn, "train_sdn", diverging)
+    code, lines = run_cli(["sdn", "train", "--out", str(out)], capsys)
+    assert code == 3 and "diverged" in lines[-1] and "nothing written" in lines[-1]
+    assert out.read_bytes() == b"an earlier network" and sorted(p.name for p in tmp_path.iterdir()) == ["sdn.pt"]
+    monkeypatch.setattr(sdn, "train_sdn", real)
+
+
+# ---------------------------------------------------------------- cases 4, 6, 10: hostile data and checkpoint files
+
+def write_cifar_python(folder, data, labels):
+    import pickle
+
+    folder.mkdir(parents=True)
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        with open(folder / name, "wb") as f:
+            pickle.dump({b"data": data, b"labels": labels}, f, protocol=2)
+
+
+def good_pixels():
+    import numpy as np
+
+    return np.random.default_rng(0).integers(0, 256, (4, 3072)).astype(np.uint8)
+
+
+@pytest.mark.parametrize("craft,needle", [
+    (lambda d, l: (d.astype("float64") + 0.7, l), "pixels must be integers 0-255; got float64"),
+    (lambda d, l: (d.astype("int64") + 300, l), "pixels must be integers 0-255; got int64 from 300"),
+    (lambda d, l: (d, [3.7, 1.0, 2.0, 0.0]), "labels must be integers"),
+])
+def test_cifar_batches_are_never_cast_silently(tmp_path, craft, needle):
+    from spikessm.data.registry import get_task
+    from spikessm.errors import UserError
+
+    data, labels = craft(good_pixels(), [3, 1, 2, 0])
+    write_cifar_python(tmp_path / "cifar-10-batches-py", data, labels)
+    task = get_task("scifar")
+    with pytest.raises(UserError, match=needle):
+        task.load(dict(task.options), tmp_path)
+
+
+def test_empty_sequences_train_without_reading_as_divergence(tmp_path, capsys):
+    folder = tmp_path / "listops-1000"
+    folder.mkdir()
+    rows = "".join(f"( ( [MAX {i % 10} ) ] )\t{i % 10}\n" for i in range(40))
+    for split in ("train", "val", "test"):
+        (folder / f"basic_{split}.tsv").write_text("Source\tTarget\n\t0\n" + rows)  # an empty expression first
+    code, lines = run_cli(["train", "--task", "listops", "--data-dir", str(tmp_path), "--epochs", "1",
+                           "--out", str(tmp_path / "run"), *TINY], capsys)
+    assert code == 0, lines
+
+
+def test_an_empty_aan_document_is_read(tmp_path):
+    from spikessm.data.collate import pad_collate
+    from spikessm.data.registry import get_task
+
+    folder = tmp_path / "tsv_data"
+    folder.mkdir()
+    for split in ("train", "eval", "test"):
+        (folder / f"new_aan_pairs.{split}.tsv").write_text("1\tp1\tp2\t\t\n0\tp3\tp4\tab\tc\n")
+    task = get_task("retrieval")
+    splits = task.load(dict(task.options), tmp_path)
+    x, y, lengths = pad_collate([splits.train[0], splits.train[1]])
+    assert x.shape == (2, 2, 2) and lengths.tolist() == [[1, 1], [2, 1]]
+
+
+def test_an_empty_split_is_exit_2(tmp_path, capsys):
+    folder = tmp_path / "listops-1000"
+    folder.mkdir()
+    for split in ("train", "val", "test"):
+        (folder / f"basic_{split}.tsv").write_text("Source\tTarget\n" + ("( ( [MAX 2 ) ] )\t2\n" if split != "val" else ""))
+    code, lines = run_cli(["train", "--task", "listops", "--data-dir", str(tmp_path), "--out",
+                           str(tmp_path / "run"), *TINY], capsys)
+    assert code == 2 and "spikessm: error: task listops: the val split holds no sample" == lines[-1].split(";")[0], lines
+
+
+@pytest.mark.parametrize("craft,needle", [
+    (lambda folder: (folder / "basic_val.tsv").write_bytes(b"Source\tTarget\n( [MAX 2 ] )\t2\n\xff\xfe\t1\n"),
+     r"basic_val.tsv:3: not UTF-8"),
+    (lambda folder: ((folder / "basic_val.tsv").unlink(), (folder / "basic_val.tsv").mkdir()),
+     r"basic_val.tsv: a directory"),
+])
+def test_listops_files_that_are_not_text_are_one_line(tmp_path, craft, needle):
+    from spikessm.errors import UserError
+
+    write_listops(tmp_path / "listops-1000")
+    craft(tmp_path / "listops-1000")
+    with pytest.raises(UserError, match=needle):
+        load_listops(tmp_path)
+
+
+def test_an_aan_label_of_inf_is_a_bad_line(tmp_path):
+    from spikessm.data.registry import get_task
+    from spikessm.errors import UserError
+
+    folder = tmp_path / "tsv_data"
+    folder.mkdir()
+    for split in ("train", "eval", "test"):
+        (folder / f"new_aan_pairs.{split}.tsv").write_text("1\tp1\tp2\tab\tcd\ninf\tp3\tp4\tab\tc\n")
+    task = get_task("retrieval")
+    with pytest.raises(UserError, match=r"new_aan_pairs.train.tsv:2: label must be 0 or 1"):
+        task.load(dict(task.options), tmp_path)
+
+
+def test_idx_dims_whose_product_overflows_are_refused(tmp_path):
+    import struct
+
+    from spikessm.data.images import read_idx
+    from spikessm.errors import UserError
+
+    path = tmp_path / "x.idx"
+    path.write_bytes(bytes([0, 0, 8, 3]) + struct.pack(">3I", 2 ** 32 - 1, 2 ** 32 - 1, 2 ** 32 - 1) + b"\0" * 16)
+    with pytest.raises(UserError, match="header says"):
+        read_idx(path, 3)
+    path.write_bytes(bytes([0, 0, 8, 3]) + struct.pack(">3I", 2 ** 21, 2 ** 21, 2 ** 22))  # 2**64: wraps to 0 in int64
+    with pytest.raises(UserError, match="header says"):
+        read_idx(path, 3)
+
+
+@pytest.mark.parametrize("command", ["eval", "stream", "report"])
+@pytest.mark.parametrize("craft,needle", [
+    (lambda c: c.update(config={"task": 5}), "training config is invalid"),
+    (lambda c: c.update(config=["not", "a", "dict"]), "training config is a list"),
+    (lambda c: c["config"]["train"].update(eval_batch_size=-4), "training config is invalid"),
+    (lambda c: c["model"].pop(next(iter(c["model"]))), "missing tensor"),
+])
+def test_a_checkpoint_with_a_bad_config_or_weights_is_exit_2(tmp_path, finished_run, capsys, command, craft, needle):
+    import shutil
+
+    run = tmp_path / "bad"
+    shutil.copytree(finished_run, run)
+    ckpt = load_checkpoint(run / "best.pt")
+    craft(ckpt)
+    save_checkpoint(run / "best.pt", ckpt)
+    code, lines = run_cli([command, str(run if command == "report" else run / "best.pt")], capsys)
+    if command == "report":  # the report comes from summary.json and metrics.jsonl; only the raster needs the model
+        assert code == 0 and needle in (run / "report" / "report.md").read_text(), lines
+        return
+    assert code == 2 and len(lines) == 1 and needle in lines[0], lines
+
+
+# ---------------------------------------------------------------- case 11: signals
+
+def test_sigint_during_start_up_is_one_line_130(tmp_path):
+    import signal
+    import time
+
+    for delay in (0.3, 1.5):  # while importing torch, then while loading the data or building the model
+        proc = subprocess.Popen([sys.executable, "-m", "spikessm", "train", "--out", str(tmp_path / f"r{delay}"),
+                                 *TINY], stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+        time.sleep(delay)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == 130, err
+        assert "Traceback" not in err and "KeyboardInterrupt" not in err
+        assert err.strip().splitlines()[-1].startswith("spikessm: interrupted by SIGINT")
+
+
+def test_sigterm_then_sigint_reports_143(tmp_path):
+    import signal
+    import time
+
+    out = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "spikessm", "train", "--epochs", "2", "--out", str(out),
+                             "--set", "train.checkpoint_every=3", *TINY],
+                            stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+    deadline = time.monotonic() + 120
+    while not (out / "last.pt").exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGTERM)
+    for _ in range(10):  # SIGINTs while it saves, and after it has said why it stops
+        time.sleep(0.03)
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err
+    assert "Traceback" not in err and "interrupted by SIGTERM" in err.strip().splitlines()[-1]

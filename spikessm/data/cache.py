@@ -80,9 +80,7 @@ def cached(name: str, folder: Path, sources: Iterable[Path], options: dict, buil
     filename = f"{name}-{hashlib.sha256(key.encode()).hexdigest()[:16]}.pt"
     started = time.perf_counter()
     stamp, files, size = content_hash(folder, sources)
-    if _is_rank0():
-        print(f"spikessm: {name}: hashed {files} data file(s), {size / 1e6:.1f} MB, in "
-              f"{time.perf_counter() - started:.2f}s to check the cache", file=sys.stderr, flush=True)
+    hashing = f"hashed {files} data file(s), {size / 1e6:.1f} MB, in {time.perf_counter() - started:.2f}s"
     places = [folder / CACHE_DIR_NAME / filename, user_cache_dir() / filename]
     for path in places:
         entry = _read(path)
@@ -95,8 +93,10 @@ def cached(name: str, folder: Path, sources: Iterable[Path], options: dict, buil
             log.warning("ignoring cache %s: not the structure %s stores (%s); rebuilding", path, name,
                         str(error).splitlines()[0] if str(error) else type(error).__name__)
             continue
+        _report(f"spikessm: {name}: read from the cache ({hashing} to check it)")
         return entry["data"]
-    data = build()
+    data = build()  # (an error in the data stops here: its one line is all the user sees)
+    _report(f"spikessm: {name}: decoded and cached ({hashing} to key the cache)")
     for path in places:
         if _write(path, {"fingerprint": stamp, "key": key, "data": data}):
             log.info("cached %s in %s", name, path)
@@ -105,6 +105,12 @@ def cached(name: str, folder: Path, sources: Iterable[Path], options: dict, buil
         log.warning("could not write a cache for %s in %s; it will be rebuilt next time",
                     name, " or ".join(str(p.parent) for p in places))
     return data
+
+
+def _report(line: str) -> None:
+    """The one line a load prints about the cache, with the hashing time (rank 0 of torchrun only)."""
+    if _is_rank0():
+        print(line, file=sys.stderr, flush=True)
 
 
 def _read(path: Path) -> dict | None:

@@ -23,6 +23,9 @@ def pad_collate(samples, pad_id: int = 0):
     """
     xs, ys = zip(*samples)
     docs = [doc for x in xs for doc in (x if isinstance(x, (tuple, list)) else (x,))]
+    # an empty sequence (a blank review, an empty ListOps expression) is read as one pad token: pooling
+    # over no steps would divide by zero and read as a diverged loss
+    docs = [doc if len(doc) else torch.full((1,), pad_id, dtype=doc.dtype) for doc in docs]
     per_sample = len(docs) // len(xs)
     x = torch.nn.utils.rnn.pad_sequence(docs, batch_first=True, padding_value=pad_id)
     lengths = torch.tensor([len(d) for d in docs])

@@ -16,7 +16,9 @@ import torch
 from torch.utils.data import Subset
 
 from spikessm.data.registry import get_task, resolve_data_dir
+from spikessm.cli import seed
 from spikessm.errors import UserError
+from spikessm.files import check_writable_dir
 
 
 def add_data_commands(subparsers) -> None:
@@ -37,7 +39,7 @@ def add_data_commands(subparsers) -> None:
                          help="keep expressions longer than this many tokens (LRA: 500)")
     listops.add_argument("--max-length", type=int, default=2000,
                          help="keep expressions shorter than this many tokens (LRA: 2000)")
-    listops.add_argument("--seed", type=int, default=0)
+    listops.add_argument("--seed", type=seed, default=0)
     listops.set_defaults(func=_generate_listops)
 
     pathfinder = generators.add_parser(
@@ -49,7 +51,7 @@ def add_data_commands(subparsers) -> None:
                             help="paddles per target contour: 14 = curv_contour_length_14 (hard, default), "
                                  "9 = curv_contour_length_9, 6 = curv_baseline")
     pathfinder.add_argument("--count", type=int, default=10000, help="images (LRA: 200000 per difficulty)")
-    pathfinder.add_argument("--seed", type=int, default=0)
+    pathfinder.add_argument("--seed", type=seed, default=0)
     pathfinder.set_defaults(func=_generate_pathfinder)
 
     info = actions.add_parser("info", help="load a task and print its splits, lengths and classes")
@@ -65,6 +67,7 @@ def _generate_listops(args) -> int:
 
     if min(args.train, args.val, args.test) < 0:
         raise UserError("--train, --val and --test must not be negative")
+    check_writable_dir(args.out)
     start = time.perf_counter()
     folder = write_listops(args.out, args.train, args.val, args.test, min_length=args.min_length,
                            max_length=args.max_length, seed=args.seed, progress=True)
@@ -77,6 +80,7 @@ def _generate_listops(args) -> int:
 def _generate_pathfinder(args) -> int:
     from spikessm.data.generators.pathfinder import write_pathfinder
 
+    check_writable_dir(args.out)
     start = time.perf_counter()
     folder = write_pathfinder(args.out, args.count, args.resolution, args.contour_length, seed=args.seed,
                               progress=True)

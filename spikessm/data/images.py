@@ -13,6 +13,7 @@ records. Validation: a seeded 10% of train (``val_fraction``, ``split_seed``), t
 from __future__ import annotations
 
 import gzip
+import math
 import pickle
 import struct
 import zlib
@@ -78,8 +79,8 @@ def read_idx(path: Path, ndim: int) -> np.ndarray:
                         f"expected {expected.hex()}")
     shape = struct.unpack(f">{ndim}I", data[4:4 + 4 * ndim].ljust(4 * ndim, b"\0"))
     body = data[4 + 4 * ndim:]
-    if len(body) != np.prod(shape):
-        raise UserError(f"{path}: header says {'x'.join(map(str, shape))} = {np.prod(shape)} bytes, "
+    if len(body) != math.prod(shape):  # Python integers: dims whose product overflows int64 do not wrap
+        raise UserError(f"{path}: header says {'x'.join(map(str, shape))} = {math.prod(shape)} bytes, "
                         f"file holds {len(body)}")
     return np.frombuffer(body, np.uint8).reshape(shape).copy()  # writable, as torch wants
 
@@ -136,14 +137,20 @@ def _read_cifar_pickle(path: Path) -> tuple[np.ndarray, np.ndarray]:
     try:
         with open(path, "rb") as f:
             batch = _NumpyOnlyUnpickler(f, path).load()
-        data, labels = np.array(batch[b"data"], np.uint8), np.array(batch[b"labels"], np.int64)
+        data, labels = np.asarray(batch[b"data"]), np.asarray(batch[b"labels"])
     except UserError:
         raise
     except Exception as error:  # truncated file, wrong keys, not a pickle at all
         raise UserError(f"{path}: not a CIFAR-10 python batch ({type(error).__name__}: {error})") from None
-    if data.ndim != 2 or data.shape[1] != 3072 or len(labels) != len(data):
-        raise UserError(f"{path}: expected data (N, 3072) and N labels, got {data.shape}, {len(labels)}")
-    return data, labels
+    if data.ndim != 2 or data.shape[1] != 3072 or labels.ndim != 1 or len(labels) != len(data):
+        raise UserError(f"{path}: expected data (N, 3072) and N labels, got {data.shape}, {labels.shape}")
+    # never cast silently: 300.7 would wrap to 44, NaN become 0, the label 3.7 become 3
+    if data.dtype.kind not in "ui" or (data.size and (data.min() < 0 or data.max() > 255)):
+        raise UserError(f"{path}: pixels must be integers 0-255; got {data.dtype}"
+                        + (f" from {data.min()} to {data.max()}" if data.size and data.dtype.kind in "uif" else ""))
+    if labels.dtype.kind not in "ui":
+        raise UserError(f"{path}: labels must be integers 0-9; got {labels.dtype}")
+    return data.astype(np.uint8), labels.astype(np.int64)
 
 
 def _read_cifar_binary(path: Path) -> tuple[np.ndarray, np.ndarray]:

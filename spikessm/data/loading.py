@@ -9,6 +9,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from spikessm.data.collate import stack_collate
 from spikessm.data.registry import COMMON_DATA_OPTIONS, Splits, Task, get_task, resolve_data_dir, subsample
+from spikessm.errors import UserError
 
 
 def load_data(cfg: dict[str, Any]) -> tuple[Task, Splits]:
@@ -20,6 +21,14 @@ def load_data(cfg: dict[str, Any]) -> tuple[Task, Splits]:
     if splits.kind or splits.seq_len:  # the data decides them (task tensors)
         task = replace(task, kind=splits.kind or task.kind, seq_len=splits.seq_len or task.seq_len)
     return task, subsample(splits, data.get("train_samples", 0), data.get("eval_samples", 0))
+
+
+def require_samples(task: str, splits: Splits, names: tuple[str, ...] = ("train", "val", "test")) -> None:
+    """A one-line UserError when one of the splits ``names`` holds no sample (an empty data file, or
+    ``data.train_samples`` left none): training or testing on nothing would divide by zero."""
+    for name in names:
+        if len(getattr(splits, name)) == 0:
+            raise UserError(f"task {task}: the {name} split holds no sample; check its data file")
 
 
 def make_loader(dataset: Dataset, splits: Splits, batch_size: int, num_workers: int = 0,

@@ -77,6 +77,21 @@ def checkpoint_model_config(ckpt: dict[str, Any], path: str | Path) -> ModelConf
                                     vocab_size=encoder.shape[0] if ids else None)
 
 
+def checked_training_config(cfg: Any, path: Path) -> dict:
+    """The training config a checkpoint holds, validated as ``spikessm train`` validates one (keys added
+    since get their defaults); {} when it holds none. A malformed one is a one-line UserError."""
+    if not cfg:
+        return {}
+    from spikessm.train.config import build_config
+
+    if not isinstance(cfg, dict):
+        raise UserError(f"checkpoint {path}: its training config is a {type(cfg).__name__}, not a mapping")
+    try:
+        return build_config(flags=cfg)
+    except UserError as e:
+        raise UserError(f"checkpoint {path}: its training config is invalid: {e}") from None
+
+
 def load_model(path: str | Path) -> SequenceModel:
     """A model in eval mode from a checkpoint file, a run directory (its best.pt), a pretrained
     directory or a shipped name. Never reads the training data."""
@@ -91,7 +106,7 @@ def load_model(path: str | Path) -> SequenceModel:
         if not isinstance(ckpt.get("model"), dict):
             raise UserError(f"checkpoint {p} holds no model weights")
         load_state_strictly(model, ckpt["model"], f"checkpoint {p}")
-        cfg = ckpt.get("config") or {}
+        cfg = checked_training_config(ckpt.get("config"), p)
         model.info = {"task": cfg.get("task"), "vocab": ckpt.get("vocab"), "config": cfg}
         return model.eval()
     return from_pretrained(path)

@@ -7,6 +7,7 @@ Every key must already exist in the defaults, so a typo is an error, not a silen
 from __future__ import annotations
 
 import copy
+import math
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,9 @@ TRAIN_DEFAULTS: dict[str, Any] = {
 # (section, key) -> check(value) returning an error message or None
 POSITIVE = lambda v: None if v > 0 else "must be > 0"  # noqa: E731
 NON_NEGATIVE = lambda v: None if v >= 0 else "must be >= 0"  # noqa: E731
+SEED_LIMIT = 2 ** 32  # numpy's seeds are 32-bit: every seed is in [0, 2**32)
+# task options that are lengths: 0 or less would train on empty (or end-cut) sequences
+POSITIVE_DATA_OPTIONS = ("l_max", "seq_len")
 CHECKS = {
     ("train", "epochs"): POSITIVE, ("train", "batch_size"): POSITIVE,
     ("train", "eval_batch_size"): POSITIVE, ("train", "lr"): POSITIVE,
@@ -69,7 +73,11 @@ def load_preset(name: str) -> dict:
         raise UserError(f"unknown preset {name!r}; choose one of: {', '.join(list_presets())} "
                         "(or give a path to a .yaml file)")
     try:
-        preset = yaml.safe_load(path.read_text())
+        preset = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as e:
+        raise UserError(f"{path}: not UTF-8 text (byte {e.start}); a preset is a YAML file") from None
+    except OSError as e:
+        raise UserError(f"{path}: cannot read it ({e.strerror})") from None
     except yaml.YAMLError as e:
         line = getattr(getattr(e, "problem_mark", None), "line", None)
         where = f" line {line + 1}" if line is not None else ""
@@ -91,8 +99,10 @@ def defaults(task: str, model: str) -> dict:
 
 
 def _check_type(key: str, default: Any, value: Any) -> Any:
-    if default is None or value is None:
+    if default is None:
         return value
+    if value is None:
+        raise UserError(f"config key {key}: expected {type(default).__name__}, got nothing (an empty value)")
     if isinstance(default, bool):
         ok = isinstance(value, bool)
     elif isinstance(default, int):
@@ -142,25 +152,49 @@ def parse_set(assignment: str) -> dict:
     return value
 
 
+def check_finite(value: Any, key: str = "") -> None:
+    """A :class:`UserError` for a NaN or infinite number anywhere in a config: no option means
+    anything with one (``train.warmup_epochs=inf``, ``model.gsu_threshold=-inf``)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise UserError(f"config key {key}={value} must be a finite number")
+    if isinstance(value, dict):
+        for k, v in value.items():
+            check_finite(v, f"{key}.{k}" if key else str(k))
+    elif isinstance(value, (list, tuple)):
+        for v in value:
+            check_finite(v, key)
+
+
 def build_config(task: str | None = None, model: str | None = None, preset: str | None = None,
                  flags: dict | None = None, sets: list[str] = ()) -> dict:
     """Resolve the layers into one validated config dict (see the module docstring)."""
     layers = [load_preset(preset)] if preset else []
-    if task:
+    if task is not None:  # `--task ""` is an unknown task, not the default
         layers.append({"task": task})
-    if model:
+    if model is not None:
         layers.append({"model": {"name": model}})
     layers.append(flags or {})
     layers += [parse_set(s) for s in sets]
     # The task and model names decide which keys exist, so find them first.
     task_name, model_name = DEFAULT_TASK, DEFAULT_MODEL
     for layer in layers:
+        if "model" in layer and not isinstance(layer["model"], dict):
+            raise UserError(f"config key model: expected a mapping of model options, got {layer['model']!r}")
         task_name = layer.get("task", task_name)
-        model_name = (layer.get("model") or {}).get("name", model_name)
+        model_name = layer.get("model", {}).get("name", model_name)
+        for key, name in (("task", task_name), ("model.name", model_name)):
+            if not isinstance(name, str) or not name:
+                raise UserError(f"config key {key}: expected a name (see `spikessm {key.split('.')[0]}s`), "
+                                f"got {name!r}")
     cfg = defaults(task_name, model_name)
     for layer in layers:
         cfg = merge(cfg, layer)
-    for (section, key), check in CHECKS.items():
+    check_finite(cfg)
+    seed = cfg["seed"]
+    if not 0 <= seed < SEED_LIMIT:
+        raise UserError(f"config key seed={seed} must be in [0, 2**32)")
+    checks = {**CHECKS, **{("data", key): POSITIVE for key in POSITIVE_DATA_OPTIONS if key in cfg["data"]}}
+    for (section, key), check in checks.items():
         problem = check(cfg[section][key])
         if problem:
             raise UserError(f"config key {section}.{key}={cfg[section][key]!r} {problem}")

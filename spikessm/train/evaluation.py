@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 
-from spikessm.data.loading import load_data, make_loader
+from spikessm.data.loading import load_data, make_loader, require_samples
 from spikessm.errors import UserError
 from spikessm.metrics.energy import energy_summary, layer_operations
 from spikessm.metrics.firing import FiringRecorder
@@ -38,6 +38,8 @@ def resolve_device(name: str, ctx: Context = Context()) -> torch.device:
         device = torch.device(name)
     except RuntimeError:
         raise UserError(f"train.device={name!r} is not a device; use auto, cpu, cuda or cuda:N") from None
+    if device.type not in ("cpu", "cuda", "mps"):  # meta holds no data and cannot train
+        raise UserError(f"train.device={name!r}: use auto, cpu, cuda, cuda:N or mps")
     return torch.device("cuda", ctx.local_rank) if ctx.enabled and device.type == "cuda" else device
 
 
@@ -107,6 +109,7 @@ def evaluate_checkpoint(path: str | Path, data_dir: str | None = None, device: s
     seed_everything(cfg["seed"])
     dev = resolve_device(device)
     task, splits = load_data(cfg)
+    require_samples(cfg["task"], splits, ("test",))
     loader = make_loader(splits.test, splits, cfg["train"]["eval_batch_size"], cfg["train"]["num_workers"])
     return {"task": cfg["task"], "model": cfg["model"]["name"],
             **evaluate_with_metrics(model.to(dev), loader, task.kind, task.seq_len, dev,

@@ -34,7 +34,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from spikessm.data.loading import load_data, make_loader
+from spikessm.data.loading import load_data, make_loader, require_samples
 from spikessm.errors import UserError
 from spikessm.models.config import ModelConfig
 from spikessm.models.serialization import load_state_strictly
@@ -134,6 +134,7 @@ def build_run(cfg: dict, out: Path, ctx: Context, device: torch.device, progress
         torch.set_num_threads(tcfg["threads"])
     seed_everything(cfg["seed"])
     task, splits = load_data(cfg)
+    require_samples(cfg["task"], splits)
     model_config = ModelConfig.from_options(cfg["model"], task.kind, splits.n_classes, splits.d_input,
                                             splits.vocab_size)
     model = model_config.build().to(device)

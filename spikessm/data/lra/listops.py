@@ -16,6 +16,7 @@ from spikessm.data.cache import cached
 from spikessm.data.collate import pad_collate
 from spikessm.data.common import LRA_SOURCE, TokenSequences, Vocab, bad_line, check_packed, find_data, pack
 from spikessm.data.base import Splits, Task, builtin
+from spikessm.errors import UserError
 
 OPERATORS = ("[MIN", "[MAX", "[MED", "[SM")
 VOCAB = Vocab([*OPERATORS, "X", *map(str, range(10))])
@@ -29,14 +30,24 @@ def tokenize(source: str) -> list[str]:
     return source.replace("]", "X").replace("(", "").replace(")", "").split()
 
 
+def decode_line(path: Path, number: int, raw: bytes) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise bad_line(path, number, "not UTF-8 text (is it a ListOps .tsv file?)") from None
+
+
 def read_listops_tsv(path: Path, l_max: int) -> dict:
     """Tokenise one split; sequences longer than ``l_max`` are truncated (counted in ``truncated``)."""
     sequences, labels, truncated, unknown = [], [], 0, 0
-    with open(path, encoding="utf-8") as f:
-        header = f.readline().rstrip("\r\n")
+    if not path.is_file():
+        raise UserError(f"{path}: not a file (a ListOps split is a .tsv file)")
+    with open(path, "rb") as f:  # decoded line by line, so that an error names its line
+        lines = (decode_line(path, number, raw) for number, raw in enumerate(f, start=1))
+        header = next(lines, "").rstrip("\r\n")
         if header != HEADER:
             raise bad_line(path, 1, f"expected the header 'Source<TAB>Target', got {header!r}")
-        for number, line in enumerate(f, start=2):
+        for number, line in enumerate(lines, start=2):
             fields = line.rstrip("\r\n").split("\t")
             if len(fields) != 2 or fields[1] not in LABELS:
                 raise bad_line(path, number, "expected '<expression><TAB><digit 0-9>'")

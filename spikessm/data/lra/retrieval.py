@@ -33,7 +33,7 @@ def read_pairs(path: Path, l_max: int) -> dict:
                                              f"text2), got {len(fields)}")
             try:
                 label = int(float(fields[0]))
-            except ValueError:
+            except (ValueError, OverflowError):  # not a number, or inf
                 label = None
             if label not in (0, 1):
                 raise bad_line(path, number, f"label must be 0 or 1, got {fields[0][:20]!r}")
