@@ -297,3 +297,15 @@ def test_stream_pretrained_runs_right_after_install(capsys, tmp_path):
     out = capsys.readouterr().out
     assert "shipped sample text" in out and "100.00% of steps agree" in out
     assert main(["stream"]) == 2
+
+
+def test_model_config_fields_are_the_config_files_model_options():
+    from dataclasses import fields
+
+    from spikessm.models.spec import COMMON_OPTIONS
+
+    names = {f.name for f in fields(ModelConfig)}
+    assert set(COMMON_OPTIONS) <= names
+    assert names - set(COMMON_OPTIONS) == {"name", "kind", "n_classes", "d_input", "vocab_size", "block"}
+    defaults = ModelConfig()
+    assert {k: getattr(defaults, k) for k in COMMON_OPTIONS} == COMMON_OPTIONS
