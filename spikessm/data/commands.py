@@ -16,7 +16,7 @@ import torch
 from torch.utils.data import Subset
 
 from spikessm.data.registry import get_task, resolve_data_dir
-from spikessm.cli import seed
+from spikessm.argtypes import seed
 from spikessm.errors import UserError
 from spikessm.files import check_writable_dir
 
