@@ -3,7 +3,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from spikessm.blocks.lean_ops import divide_by_threshold, glu_conv
+from spikessm.blocks.lean_ops import Dropout, divide_by_threshold, glu_conv
 
 
 def saved_tensors(fn, *args):
@@ -76,3 +76,20 @@ def test_divide_by_threshold_equals_autograd_and_keeps_its_output(shape):
     assert not any(t is y or t.data_ptr() == y.data_ptr() for t in saved)
     for a, r in zip(torch.autograd.grad(out, (y, ln), g), torch.autograd.grad(ref, (y, ln), g)):
         torch.testing.assert_close(a, r, rtol=1e-12, atol=1e-12)
+
+
+def test_dropout_scales_kept_elements_keeps_a_boolean_mask_and_routes_gradients_through_it():
+    torch.manual_seed(0)
+    drop = Dropout(0.25)
+    x = torch.randn(4, 8, 500, requires_grad=True)
+    out, saved = saved_tensors(drop, x)
+    kept = out != 0
+    torch.testing.assert_close(out[kept], x[kept] / 0.75)
+    assert abs(kept.float().mean().item() - 0.75) < 0.01
+    assert [t.dtype for t in saved] == [torch.bool]
+    g = torch.randn_like(x)
+    (grad,) = torch.autograd.grad(out, x, g)
+    torch.testing.assert_close(grad, g * kept / 0.75)
+    drop.eval()
+    assert drop(x) is x
+    assert torch.equal(Dropout(1.0).train()(x), torch.zeros_like(x))

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from spikessm.blocks.lean_ops import glu_conv
+from spikessm.blocks.lean_ops import Dropout, glu_conv
 from spikessm.ssm import S4D
 
 
@@ -80,7 +80,7 @@ class SSMBlock(nn.Module):
         self.d_model, self.transposed = d_model, transposed
         self.ssm = S4D(d_model, **ssm_options)
         self.activation = activation
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.mixing = mixing
         if isinstance(mixing, GLU):  # dropout scales spikes to 1 / (1 - p): no longer bytes
             mixing.spike_input = activation.spiking and dropout == 0

@@ -7,12 +7,14 @@ the backward pass keeps is most of a training step's memory. Plain autograd keep
   :func:`glu_conv` keeps only a, as int8 when a holds spikes (a quarter of float32), and recomputes the
   (B, 2H, L) pre-activation in the backward pass (one 1x1 convolution more, a small cost beside the rest);
 - for ``y / v_th`` before the LIF neuron: y, although the neuron keeps y / v_th anyway;
-  :func:`divide_by_threshold` keeps its output instead, the same tensor the neuron keeps.
+  :func:`divide_by_threshold` keeps its output instead, the same tensor the neuron keeps;
+- for dropout, torch's CPU kernel keeps its mask as floats; :class:`Dropout` keeps it as booleans.
 """
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 
 class _GLUConv(torch.autograd.Function):
@@ -71,3 +73,29 @@ def divide_by_threshold(y: torch.Tensor, ln_vth: torch.Tensor) -> torch.Tensor:
     """``y / exp(ln_vth)`` (same rounding), keeping the quotient rather than y for the backward pass.
     ln_vth broadcasts to y, e.g. ``(H, 1)`` against ``(B, H, L)``."""
     return _DivideByThreshold.apply(y, ln_vth)
+
+
+class _Dropout(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, p):
+        keep = torch.empty(x.shape, dtype=torch.bool, device=x.device).bernoulli_(1 - p)
+        ctx.save_for_backward(keep)
+        ctx.scale = 1 / (1 - p)
+        return x * keep * ctx.scale
+
+    @staticmethod
+    def backward(ctx, grad):
+        (keep,) = ctx.saved_tensors
+        return grad * keep * ctx.scale, None
+
+
+class Dropout(nn.Dropout):
+    """``nn.Dropout`` (zero each element with probability p in training, scale the rest by 1 / (1 - p))
+    that keeps its mask as booleans for the backward pass."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0:
+            return x
+        if self.p == 1:
+            return torch.zeros_like(x)
+        return _Dropout.apply(x, self.p)

@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from spikessm.blocks.lean_ops import Dropout
 from spikessm.errors import UserError, check_choice
 from spikessm.models.serialization import write_pretrained
 
@@ -88,7 +89,7 @@ class SequenceModel(nn.Module):
         self.encoder = nn.Embedding(vocab_size, d_model) if vocab_size else nn.Linear(d_input, d_model)
         self.blocks = nn.ModuleList(make_block(d_model) for _ in range(n_layers))
         self.norms = nn.ModuleList(Norm(norm, d_model) for _ in range(n_layers))
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         if kind == "retrieval":
             self.decoder = nn.Sequential(nn.Linear(4 * d_model, d_model), nn.GELU(),
                                          nn.Linear(d_model, n_classes))

@@ -30,21 +30,20 @@ class _FFTConv(torch.autograd.Function):
     @staticmethod
     def forward(ctx, u, k):
         L, n = u.shape[-1], 2 * u.shape[-1]
-        k_f = torch.fft.rfft(k, n=n)
-        ctx.save_for_backward(u, k_f)
-        ctx.k_length = k.shape[-1]
+        ctx.save_for_backward(u, k)  # k rather than its spectrum, which is twice its size
         # In place where possible: each (B, H, L + 1) complex temporary is twice the size of u.
-        return torch.fft.irfft(torch.fft.rfft(u, n=n).mul_(k_f), n=n)[..., :L]
+        return torch.fft.irfft(torch.fft.rfft(u, n=n).mul_(torch.fft.rfft(k, n=n)), n=n)[..., :L]
 
     @staticmethod
     def backward(ctx, g):
-        u, k_f = ctx.saved_tensors
+        u, k = ctx.saved_tensors
         L, n = u.shape[-1], 2 * u.shape[-1]
+        k_f = torch.fft.rfft(k, n=n)
         g_f = torch.fft.rfft(g, n=n)
         grad_u = grad_k = None
         if ctx.needs_input_grad[1]:
             cross = torch.fft.rfft(u, n=n).conj_physical_().mul_(g_f).sum_to_size(k_f.shape)  # over the batch
-            grad_k = torch.fft.irfft(cross, n=n)[..., :ctx.k_length]
+            grad_k = torch.fft.irfft(cross, n=n)[..., :k.shape[-1]]
         if ctx.needs_input_grad[0]:
             # A copy of the first half, so that the (B, H, 2L) result is freed here, not by the next node.
             grad_u = torch.fft.irfft(g_f.mul_(k_f.conj()), n=n)[..., :L].contiguous()

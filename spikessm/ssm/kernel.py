@@ -18,6 +18,7 @@ import math
 
 import torch
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from spikessm.errors import UserError
 
@@ -109,7 +110,9 @@ class S4DKernel(nn.Module):
     def forward(self, L: int) -> torch.Tensor:
         """The kernel ``(channels, H, L)``, real, in the parameters' dtype (also under autocast)."""
         with torch.autocast(self.C.device.type, enabled=False):  # fp16 powers would lose the kernel
-            return vandermonde(*self.discrete(), L)
+            # Recomputed in the backward pass rather than kept: its O(H N sqrt L) intermediates are a dozen
+            # tensors (190 MB a layer at H = 1024, L = 8K), the recomputation a few milliseconds.
+            return checkpoint(vandermonde, *self.discrete(), L, use_reentrant=False)
 
     def initial_state(self, batch: int) -> torch.Tensor:
         """Zero state ``(B, H, N/2)``, complex, for :meth:`step`."""
