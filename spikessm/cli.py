@@ -411,7 +411,8 @@ def _main(argv=None) -> int:
     try:
         return args.func(args)
     except UserError as e:
-        print(f"spikessm: error: {e}", file=sys.stderr)
+        if os.environ.get("RANK", "0") == "0":  # under torchrun every process meets the same error: one line
+            print(f"spikessm: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("spikessm: interrupted", file=sys.stderr)

@@ -714,3 +714,36 @@ def test_sigterm_then_sigint_reports_143(tmp_path):
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 143, err
     assert "Traceback" not in err and "interrupted by SIGTERM" in err.strip().splitlines()[-1]
+
+
+# ---------------------------------------------------------------- several processes: workers and torchrun
+
+def write_listops_rows(folder, n=60):
+    folder.mkdir(parents=True, exist_ok=True)
+    for split in ("train", "val", "test"):
+        (folder / f"basic_{split}.tsv").write_text(
+            "Source\tTarget\n" + "".join(f"( ( ( [MAX {i % 10} ) {i % 7} ) ] )\t{max(i % 10, i % 7)}\n"
+                                         for i in range(n)))
+
+
+def test_dataloader_workers_on_a_file_backed_task(tmp_path, capsys):
+    write_listops_rows(tmp_path / "data" / "listops-1000")
+    code, lines = run_cli(["train", "--task", "listops", "--data-dir", str(tmp_path / "data"), "--epochs", "1",
+                           "--set", "train.num_workers=2", "--out", str(tmp_path / "run"), *TINY], capsys)
+    assert code == 0, lines
+    assert strict_json((tmp_path / "run" / "summary.json").read_text())["task"] == "listops"
+
+
+def test_torchrun_with_a_bad_data_file_is_one_line_and_no_hang(tmp_path):
+    folder = tmp_path / "data" / "listops-1000"
+    write_listops_rows(folder)
+    (folder / "basic_val.tsv").write_text("Source\tTarget\n( [MAX 1 ] )\tX\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+         "-m", "spikessm", "train", "--task", "listops", "--data-dir", str(tmp_path / "data"), "--epochs", "1",
+         "--out", str(tmp_path / "run"), *TINY], capture_output=True, text=True, timeout=300)
+    assert result.returncode != 0  # torchrun reports the failed processes itself
+    errors = [line for line in result.stderr.splitlines() if line.startswith("spikessm: error:")]
+    assert errors == [f"spikessm: error: {folder / 'basic_val.tsv'}:2: expected '<expression><TAB><digit 0-9>'"]
+    assert "exitcode: 2" in result.stderr.replace("exitcode  : 2", "exitcode: 2")
+    assert not (tmp_path / "run" / "config.yaml").exists()
