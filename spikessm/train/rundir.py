@@ -39,9 +39,11 @@ class RunLock:
         self.out = Path(out)
         self.path = self.out / LOCK_NAME
         self.fd: int | None = None
+        self.created = False  # the folder did not exist: removed again by release() if left empty
 
     def acquire(self) -> "RunLock":
         try:
+            self.created = not self.out.exists()
             self.out.mkdir(parents=True, exist_ok=True)
         except OSError as e:  # an existing file, a path under a file, a read-only parent
             raise _cannot_write(self.out, e) from None
@@ -81,6 +83,11 @@ class RunLock:
             pass
         os.close(self.fd)  # closing drops the flock
         self.fd = None
+        if self.created:  # a run that failed to start leaves no empty folder behind
+            try:
+                self.out.rmdir()
+            except OSError:  # not empty: the run wrote into it
+                pass
 
     def __enter__(self) -> "RunLock":
         return self.acquire()
