@@ -204,3 +204,21 @@ def test_stream_runs_a_spiking_language_model_step_by_step(corpus, tmp_path, cap
     assert len(samples) == 2 and all("100.00% of steps agree with the parallel pass" in s for s in samples)
     assert "model spikingssm" in lines[0] and "16 steps per sequence" in lines[0]
     assert "per-step latency" in lines[-1]
+
+
+def test_adaptive_softmax_in_pieces_gives_the_same_loss_predictions_and_gradients():
+    """Training scores the adaptive softmax ADAPTIVE_CHUNK positions at a time, recomputed in backward."""
+    x = torch.randint(1, VOCAB, (3, 12))
+    y = torch.arange(36).view(3, 12) % VOCAB
+    results = []
+    for chunk in (5, 1000):  # pieces of 5 (the last one shorter) against all 36 positions at once
+        model = adaptive_model().train()
+        model.ADAPTIVE_CHUNK = chunk
+        nll, correct = model(x, targets=y)
+        nll.sum().backward()
+        results.append((nll.detach(), correct, [p.grad.clone() for p in model.parameters()]))
+    (nll_a, correct_a, grads_a), (nll_b, correct_b, grads_b) = results
+    torch.testing.assert_close(nll_a, nll_b, rtol=1e-12, atol=1e-12)
+    assert torch.equal(correct_a, correct_b)
+    for a, b in zip(grads_a, grads_b):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)

@@ -19,6 +19,7 @@ from typing import Any, Callable
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from spikessm.blocks.lean_ops import Dropout
 from spikessm.errors import UserError, check_choice
@@ -157,6 +158,21 @@ class SequenceModel(nn.Module):
         fails), so it runs in the weights' precision."""
         return torch.autocast(h.device.type, enabled=False)
 
+    ADAPTIVE_CHUNK = 4096  # positions per piece of the adaptive softmax in training
+
+    def _adaptive_nll(self, h: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each target's NLL ``(N,)`` and the predicted ids ``(N,)`` under the adaptive softmax, for features
+        ``(N, H)`` and targets ``(N,)``, ``ADAPTIVE_CHUNK`` positions at a time, each piece recomputed in the
+        backward pass: its scores (positions x head size, and a cluster's rows x cluster size) would
+        otherwise be kept for every position at once, GBs at 16K positions and a 20K-token head."""
+        nll, predicted = [], []
+        for i in range(0, max(len(h), 1), self.ADAPTIVE_CHUNK):
+            piece, target = h[i:i + self.ADAPTIVE_CHUNK], y[i:i + self.ADAPTIVE_CHUNK]
+            nll.append(checkpoint(lambda a, b: -self.decoder(a, b).output, piece, target, use_reentrant=False))
+            with torch.no_grad():  # exact: a head winner is never beaten by a cluster's token
+                predicted.append(self.decoder.predict(piece))
+        return torch.cat(nll), torch.cat(predicted)
+
     def _as_decoder(self, h: torch.Tensor) -> torch.Tensor:
         return h.to(self.decoder.head.weight.dtype)
 
@@ -181,10 +197,7 @@ class SequenceModel(nn.Module):
             h, y = feats[mask], targets[mask]
             if self.adaptive_softmax:
                 with self._no_autocast(h):
-                    h = self._as_decoder(h)
-                    nll = -self.decoder(h, y).output
-                    with torch.no_grad():  # exact: a head winner is never beaten by a cluster's token
-                        predicted = self.decoder.predict(h)
+                    nll, predicted = self._adaptive_nll(self._as_decoder(h), y)
             else:
                 logits = self.decoder(h)
                 nll = F.cross_entropy(logits, y, reduction="none")  # float32 under autocast too
