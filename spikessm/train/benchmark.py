@@ -243,7 +243,8 @@ def _markdown(rows, settings, presets, machine) -> str:
         lines.append(f"| {row['preset']} | {row['batch']} | {row['length']} | {' | '.join(ours)} | "
                      f"{' | '.join(ann[:3])} | {ratio(row)} |")
     lines += ["", f"Command: `spikessm bench model {args.strip()}`", "",
-              f"Machine: {machine['cpu']}, {machine['cores']} cores, {settings['threads']} threads; Python "
+              f"Machine: {machine['cpu']}, {machine['cores']} cores, {settings['threads']} thread"
+              f"{'s' if settings['threads'] != 1 else ''}; Python "
               f"{machine['python']}, torch {machine['torch']}; {machine['date']}. Load average at start: "
               f"{machine['load']:.2f}" + (BUSY if machine["load"] > 0.5 * (machine["cores"] or 1) else "."), ""]
     return "\n".join(lines)
