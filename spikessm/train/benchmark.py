@@ -121,7 +121,9 @@ def measure_in_child(cfg: dict, batch: int, length: int, repeats: int, device: s
     """:func:`measure_step` in a fresh process (spawned, so nothing of this one's memory is shared)."""
     context = multiprocessing.get_context("spawn")
     receive, send = context.Pipe(duplex=False)
-    process = context.Process(target=_child, args=(send, cfg, batch, length, repeats, device, threads))
+    # daemon: ended with this process, so that an interrupted benchmark leaves no orphan holding GBs
+    process = context.Process(target=_child, args=(send, cfg, batch, length, repeats, device, threads),
+                              daemon=True)
     process.start()
     send.close()
     try:
