@@ -250,8 +250,11 @@ def cmd_tasks(args) -> int:
     from spikessm.data.registry import all_tasks
 
     for task in all_tasks().values():
-        where = "needs --data-dir" if task.needs_data_dir else "embedded/generated"
-        print(f"{task.name:<12} L={task.seq_len:<6} classes={task.n_classes:<6} {task.kind:<10} "
+        # A nominal length of 0 (task `tensors`): the user's file decides length, classes and kind.
+        from_file = task.seq_len == 0
+        where = "needs --data-dir" if task.needs_data_dir else "your file" if from_file else "embedded/generated"
+        length, classes = ("file", "file") if from_file else (task.seq_len, task.n_classes)
+        print(f"{task.name:<12} L={length:<6} classes={classes:<6} {'(file)' if from_file else task.kind:<10} "
               f"{task.description} [{where}]")
     return 0
 

@@ -106,3 +106,10 @@ def test_a_closed_pipe_ends_a_listing_quietly():
     finally:
         os.close(write_end)
     assert result.returncode == 141 and result.stderr == ""
+
+
+def test_tasks_says_when_the_users_file_decides_the_shape(capsys):
+    assert main(["tasks"]) == 0
+    lines = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()}
+    assert "L=file" in lines["tensors"] and "[your file]" in lines["tensors"] and "L=0" not in lines["tensors"]
+    assert "L=64" in lines["sdigits"] and "classify" in lines["sdigits"]

@@ -56,3 +56,13 @@ def test_user_errors(tmp_path):
         run("info", "nosuchtask")
     with pytest.raises(UserError, match="must not be negative"):
         run("generate", "listops", "--out", str(tmp_path), "--train", "-1")
+
+
+def test_info_of_a_tensors_file_names_the_kind_the_file_decides(tmp_path, capsys):
+    import numpy as np
+
+    ids = np.random.default_rng(0).integers(0, 5, size=(20, 9))
+    np.savez(tmp_path / "lm.npz", x=ids[:, :-1], y=ids[:, 1:], vocab_size=np.array(5))
+    assert run("info", "tensors", "--set", f"data.path={tmp_path / 'lm.npz'}") == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[0].endswith("(lm)") and "classes" not in out

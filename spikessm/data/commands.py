@@ -131,7 +131,8 @@ def _preview(value, shown: int = 20) -> str:
 def _info(args) -> int:
     task = get_task(args.task)
     splits = task.load(parse_options(task, args.set), resolve_data_dir(args.data_dir))
-    print(f"task      {task.name}: {task.description} ({task.kind})")
+    kind = splits.kind or task.kind  # a `tensors` file decides its own kind
+    print(f"task      {task.name}: {task.description} ({kind})")
     print("splits    " + ", ".join(f"{name} {len(getattr(splits, name))}" for name in ("train", "val", "test")))
     lengths = _lengths(splits.train)
     if lengths is not None:
@@ -146,7 +147,7 @@ def _info(args) -> int:
     if splits.vocab_size:
         vocab = info.pop("vocab", None)
         print(f"vocab     {splits.vocab_size} token ids" + (f": {_preview(vocab)}" if vocab else ""))
-    if task.kind != "lm":
+    if kind != "lm":
         print(f"classes   {splits.n_classes}")
     for key, value in info.items():
         print(f"{key:9} {_preview(value)}")
