@@ -589,14 +589,19 @@ def test_empty_sequences_train_without_reading_as_divergence(tmp_path, capsys):
     assert code == 0, lines
 
 
+def write_aan(data_dir, rows: str) -> None:
+    """The three AAN splits under data_dir/tsv_data, each holding ``rows``."""
+    folder = data_dir / "tsv_data"
+    folder.mkdir()
+    for split in ("train", "eval", "test"):
+        (folder / f"new_aan_pairs.{split}.tsv").write_text(rows)
+
+
 def test_an_empty_aan_document_is_read(tmp_path):
     from spikessm.data.collate import pad_collate
     from spikessm.data.registry import get_task
 
-    folder = tmp_path / "tsv_data"
-    folder.mkdir()
-    for split in ("train", "eval", "test"):
-        (folder / f"new_aan_pairs.{split}.tsv").write_text("1\tp1\tp2\t\t\n0\tp3\tp4\tab\tc\n")
+    write_aan(tmp_path, "1\tp1\tp2\t\t\n0\tp3\tp4\tab\tc\n")
     task = get_task("retrieval")
     splits = task.load(dict(task.options), tmp_path)
     x, y, lengths = pad_collate([splits.train[0], splits.train[1]])
@@ -632,10 +637,7 @@ def test_an_aan_label_of_inf_is_a_bad_line(tmp_path):
     from spikessm.data.registry import get_task
     from spikessm.errors import UserError
 
-    folder = tmp_path / "tsv_data"
-    folder.mkdir()
-    for split in ("train", "eval", "test"):
-        (folder / f"new_aan_pairs.{split}.tsv").write_text("1\tp1\tp2\tab\tcd\ninf\tp3\tp4\tab\tc\n")
+    write_aan(tmp_path, "1\tp1\tp2\tab\tcd\ninf\tp3\tp4\tab\tc\n")
     task = get_task("retrieval")
     with pytest.raises(UserError, match=r"new_aan_pairs.train.tsv:2: label must be 0 or 1"):
         task.load(dict(task.options), tmp_path)

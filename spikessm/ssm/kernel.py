@@ -20,7 +20,7 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from spikessm.errors import UserError
+from spikessm.errors import UserError, check_choice
 
 INITS = ("lin", "inv")
 
@@ -77,8 +77,7 @@ class S4DKernel(nn.Module):
     def __init__(self, d_model: int, d_state: int = 64, dt_min: float = 0.001, dt_max: float = 0.1,
                  init: str = "lin", channels: int = 1):
         super().__init__()
-        if init not in INITS:
-            raise UserError(f"unknown S4D init {init!r}; choose one of: {', '.join(INITS)}")
+        check_choice("S4D init", init, INITS)
         if d_state < 2 or d_state % 2:
             raise UserError(f"d_state must be an even number >= 2, got {d_state}")
         if not 0 < dt_min <= dt_max:
