@@ -252,7 +252,8 @@ def cmd_tasks(args) -> int:
     for task in all_tasks().values():
         # A nominal length of 0 (task `tensors`): the user's file decides length, classes and kind.
         from_file = task.seq_len == 0
-        where = "needs --data-dir" if task.needs_data_dir else "your file" if from_file else "embedded/generated"
+        yours = from_file or "path" in task.options  # chars, words: a text file of the user's
+        where = "needs --data-dir" if task.needs_data_dir else "your file" if yours else "embedded/generated"
         length, classes = ("file", "file") if from_file else (task.seq_len, task.n_classes)
         print(f"{task.name:<12} L={length:<6} classes={classes:<6} {'(file)' if from_file else task.kind:<10} "
               f"{task.description} [{where}]")

@@ -101,9 +101,9 @@ def parse_options(task, assignments: list[str]) -> dict:
             raise UserError(f"--set {assignment!r}: expected KEY=VALUE with KEY one of "
                             f"{', '.join(options) or '(task has no options)'}")
         kind = type(options[key])
-        try:
-            options[key] = kind(value)
-        except ValueError:
+        try:  # bool("false") is True: a flag takes true or false
+            options[key] = {"true": True, "false": False}[value.lower()] if kind is bool else kind(value)
+        except (KeyError, ValueError):
             raise UserError(f"--set {assignment!r}: {key} expects a value of type {kind.__name__}") from None
     return options
 
