@@ -26,7 +26,7 @@ from pathlib import Path
 
 from spikessm.train.evaluation import evaluate_checkpoint
 
-MODELS = ["s4d", "binary-s4d", "binary-s4d-gsu", "s4d-gsu", "spikingssm"]
+MODELS = ["s4d", "binary-s4d", "binary-s4d-gsu", "s4d-gsu", "spikingssm", "transformer", "rsnn"]
 
 
 def run(task: str, model: str, seed: int, epochs: int, extra: list[str], root: Path) -> dict:
@@ -89,18 +89,27 @@ def main() -> int:
     parser.add_argument("--preset", help="a preset for every run (without a model name, e.g. small/listops)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="passed to every run (e.g. data.dir=... or train.threads=1)")
+    parser.add_argument("--model-set", action="append", default=[], metavar="MODEL:KEY=VALUE",
+                        help="passed to that model's runs only (e.g. rsnn:model.n_layers=2)")
     parser.add_argument("--runs", type=Path, default=Path("runs/reproduce"))
     parser.add_argument("--out", type=Path, default=Path("docs/RESULTS.md"))
     parser.add_argument("--section", default="results-small")
     args = parser.parse_args()
     extra = (["--preset", args.preset] if args.preset else []) + [a for s in args.set for a in ("--set", s)]
     start = time.time()
-    results = {t: {m: [run(t, m, s, args.epochs, extra, args.runs) for s in args.seeds] for m in args.models}
+    own = {m: [] for m in args.models}
+    for item in args.model_set:
+        model, _, setting = item.partition(":")
+        if model not in own or "=" not in setting:
+            parser.error(f"--model-set {item!r}: expected MODEL:KEY=VALUE with MODEL one of {', '.join(args.models)}")
+        own[model] += ["--set", setting]
+    results = {t: {m: [run(t, m, s, args.epochs, extra + own[m], args.runs) for s in args.seeds] for m in args.models}
                for t in args.tasks}
     command = " ".join(["python benchmarks/reproduce.py", "--tasks", *args.tasks, "--models", *args.models,
                         "--seeds", *map(str, args.seeds), "--epochs", str(args.epochs),
                         *(["--preset", args.preset] if args.preset else []),
-                        *[f"--set {s}" for s in args.set], "--section", args.section])
+                        *[f"--set {s}" for s in args.set], *[f"--model-set {s}" for s in args.model_set],
+                        "--section", args.section])
     body = (f"Command: `{command}` ({time.strftime('%Y-%m-%d')}, {len(args.seeds)} seeds, "
             f"{time.time() - start:.0f} s for the runs not already on disk)\n\n"
             "Cells: test accuracy % (mean ± std over seeds), then the mean firing rate of the "

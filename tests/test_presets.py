@@ -21,8 +21,18 @@ def test_preset_builds_its_model(name):
     with torch.device("meta"):  # shapes only: the large presets would not fit a test's memory
         model = build_model(cfg["model"], task.nominal_splits(), task.kind)
     assert len(model.blocks) == cfg["model"]["n_layers"]
-    assert model.blocks[0].d_model == cfg["model"]["d_model"]
-    assert type(model.blocks[0].activation).__name__ != "GELU" or cfg["model"]["name"] in ("s4d", "s4d-gsu")
+    assert model.d_model == cfg["model"]["d_model"] == model.encoder.weight.shape[-1 if task.vocab_size else 0]
+    if hasattr(model.blocks[0], "activation"):  # an S4D block: spiking unless an ANN model
+        assert type(model.blocks[0].activation).__name__ != "GELU" or cfg["model"]["name"] in ("s4d", "s4d-gsu")
+
+
+def test_presets_for_the_baselines():
+    names = set(list_presets())
+    assert {f"transformer/{t}" for t in ("listops", "text", "retrieval", "image", "pathfinder", "pathx")} <= names
+    for task in ("smnist", "psmnist"):  # the size of the recurrent SNNs the papers compare with (~155k)
+        cfg = build_config(preset=f"rsnn/{task}")
+        model = build_model(cfg["model"], get_task(task).nominal_splits(), "classify")
+        assert 150_000 <= sum(p.numel() for p in model.parameters()) <= 160_000
 
 
 def test_preset_values_reach_the_config():

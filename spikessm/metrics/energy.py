@@ -30,34 +30,24 @@ def _row(layer: str, mac: float, ac: float, ann_mac: float, rate: float | None =
 def layer_operations(model: SequenceModel, seq_len: int, rates: dict[str, float]) -> list[dict]:
     """One row per layer for one sample of ``seq_len`` steps; ``rates`` from a FiringRecorder.
 
-    A retrieval sample is two documents through the same stack, so its stack costs count twice.
+    A retrieval sample is two documents through the same stack, so its stack costs count twice
+    (twice one document's: attention's cost is not linear in the length).
     """
-    L, rows = seq_len * (2 if model.kind == "retrieval" else 1), []
+    L, copies, rows = seq_len, 2 if model.kind == "retrieval" else 1, []
     enc = model.encoder
     if isinstance(enc, nn.Linear):  # an embedding is a table look-up: no arithmetic
-        mac = L * enc.in_features * enc.out_features
+        mac = copies * L * enc.in_features * enc.out_features
         rows.append(_row("encoder", mac, 0.0, mac))
-    for i, (block, norm) in enumerate(zip(model.blocks, model.norms)):
-        H = block.d_model
-        norm_mac = 0 if norm.kind == "none" else L * H  # affine in eval (folded statistics)
-        ssm_mac = block.ssm.macs(L)
-        act = block.activation
-        neuron_mac = L * H * act.macs_per_step
-        rate = rates.get(f"blocks.{i}.activation") if act.spiking else None
-        prefix = f"blocks.{i}.mixing."
-        own = {k[len(prefix):]: v for k, v in rates.items() if k.startswith(prefix)}
-        mix_mac, mix_ac = block.mixing.operations(L, rate, own)
-        ann_mix, _ = block.mixing.operations(L, None, {})
-        mac = norm_mac + ssm_mac + neuron_mac + mix_mac
-        rows.append(_row(f"blocks.{i}", mac, mix_ac, norm_mac + ssm_mac + neuron_mac + ann_mix, rate,
-                         (mix_mac, mix_ac, ann_mix)))
+    for op in model.stack_operations(L, rates):
+        rows.append(_row(op["layer"], copies * op["mac"], copies * op["ac"], copies * op["ann_mac"], op["rate"],
+                         tuple(copies * n for n in op["mixing"])))
     # Every linear map of the decoder. An adaptive softmax's are its head (H x (cutoffs[0] + clusters))
     # and each tail cluster's two projections: together the whole next-token distribution, which
     # is what the plain decoder's count means too. (Scoring a known target costs less: the head
     # and the target's cluster only.)
     dec_mac = sum(m.in_features * m.out_features for m in model.decoder.modules()
                   if isinstance(m, nn.Linear))
-    dec_mac *= L if model.kind == "lm" else 1
+    dec_mac *= L if model.kind == "lm" else 1  # retrieval: one decoder for the pair
     rows.append(_row("decoder", dec_mac, 0.0, dec_mac))
     return rows
 

@@ -1,16 +1,16 @@
-"""Firing rates, recorded by forward hooks on every spiking activation of a model."""
+"""Firing rates, recorded by forward hooks on every spiking layer of a model."""
 from __future__ import annotations
 
 import torch
 import torch.distributed as dist
 from torch import nn
 
-from spikessm.blocks.base import Activation
 
-
-def spiking_layers(model: nn.Module) -> dict[str, Activation]:
-    """The model's spiking activations by module name, in forward order."""
-    return {name: m for name, m in model.named_modules() if isinstance(m, Activation) and m.spiking}
+def spiking_layers(model: nn.Module) -> dict[str, nn.Module]:
+    """The model's spiking layers by module name, in forward order: every module whose class says
+    ``spiking = True`` (spiking activations, a GSU's ternary branch, recurrent spiking layers), whose
+    output is its spikes."""
+    return {name: m for name, m in model.named_modules() if getattr(m, "spiking", False) is True}
 
 
 class FiringRecorder:

@@ -111,7 +111,7 @@ class SequenceModel(nn.Module):
                                                          div_value=adaptive_div_value)
         else:
             self.decoder = nn.Linear(d_model, n_classes)
-        if kind == "lm" and any(getattr(b.ssm, "bidirectional", False) for b in self.blocks):
+        if kind == "lm" and any(getattr(getattr(b, "ssm", None), "bidirectional", False) for b in self.blocks):
             raise UserError("language modelling needs causal blocks: set model.bidirectional=false")
 
     def save_pretrained(self, directory: str | Path, **info: Any) -> Path:
@@ -126,12 +126,34 @@ class SequenceModel(nn.Module):
     def _residual(self, x, i, block_out):
         return x + self.dropout(block_out) if self.prenorm else self.norms[i](x + self.dropout(block_out))
 
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        """Encoded and mixed features ``(B, H, L)`` of input ``(B, L, d_input)`` or ids ``(B, L)``."""
+    def features(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """Encoded and mixed features ``(B, H, L)`` of input ``(B, L, d_input)`` or ids ``(B, L)``.
+        ``lengths`` ``(B,)``: valid steps (the S4D blocks do not need them; attention does)."""
         x = self.encoder(x).transpose(1, 2)
         for i, block in enumerate(self.blocks):
             x = self._residual(x, i, block(self.norms[i](x) if self.prenorm else x))
         return x
+
+    def stack_operations(self, L: int, rates: dict[str, float]) -> list[dict]:
+        """Per layer, the operations of one sequence of ``L`` steps (rules in :mod:`spikessm.metrics.energy`):
+        ``layer``, ``mac``, ``ac``, ``ann_mac`` (every operation a dense MAC), the layer's firing ``rate``
+        and ``mixing`` = the feature-mixing part's (MACs, ACs, ANN MACs). ``rates``: a FiringRecorder's."""
+        ops = []
+        for i, (block, norm) in enumerate(zip(self.blocks, self.norms)):
+            H = block.d_model
+            norm_mac = 0 if norm.kind == "none" else L * H  # affine in eval (folded statistics)
+            ssm_mac = block.ssm.macs(L)
+            act = block.activation
+            neuron_mac = L * H * act.macs_per_step
+            rate = rates.get(f"blocks.{i}.activation") if act.spiking else None
+            prefix = f"blocks.{i}.mixing."
+            own = {k[len(prefix):]: v for k, v in rates.items() if k.startswith(prefix)}
+            mix_mac, mix_ac = block.mixing.operations(L, rate, own)
+            ann_mix, _ = block.mixing.operations(L, None, {})
+            fixed = norm_mac + ssm_mac + neuron_mac
+            ops.append({"layer": f"blocks.{i}", "mac": fixed + mix_mac, "ac": mix_ac, "ann_mac": fixed + ann_mix,
+                        "rate": rate, "mixing": (mix_mac, mix_ac, ann_mix)})
+        return ops
 
     def pooled(self, feats: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
         """``(B, H, L)`` -> ``(B, H)``, over the first ``lengths`` steps of each sequence."""
@@ -187,7 +209,7 @@ class SequenceModel(nn.Module):
         inside ``forward`` (as DistributedDataParallel needs).
         """
         if self.kind == "lm":
-            feats = self.features(x).transpose(1, 2)  # (B, L, H)
+            feats = self.features(x, lengths).transpose(1, 2)  # (B, L, H)
             if targets is None:
                 return self.scores(feats)
             L = targets.shape[1]
@@ -205,11 +227,11 @@ class SequenceModel(nn.Module):
             return nll, predicted == y
         if self.kind == "retrieval":
             B = x.shape[0]
-            both = self.pooled(self.features(x.flatten(0, 1)),
-                               None if lengths is None else lengths.flatten())
+            lengths = None if lengths is None else lengths.flatten()
+            both = self.pooled(self.features(x.flatten(0, 1), lengths), lengths)
             a, b = both.view(B, 2, -1).unbind(1)
             return self.decoder(torch.cat([a, b, a * b, a - b], dim=-1))
-        return self.decoder(self.pooled(self.features(x), lengths))
+        return self.decoder(self.pooled(self.features(x, lengths), lengths))
 
     # ---- streaming: one time step at a time, as neuromorphic hardware would run it ----
 

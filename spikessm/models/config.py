@@ -131,13 +131,15 @@ class ModelConfig:
     def build(self) -> SequenceModel:
         """A freshly initialised :class:`SequenceModel` (train mode); ``model.config`` is this config."""
         spec = get_model_spec(self.name)
-        ssm = {k: getattr(self, k) for k in SSM_KEYS}
-        model = SequenceModel(
-            lambda d: spec.make_block(d, self.dropout, ssm, dict(self.block)),
-            kind=self.kind, n_classes=self.n_classes, d_model=self.d_model, n_layers=self.n_layers,
-            d_input=self.d_input, vocab_size=self.vocab_size, norm=self.norm, prenorm=self.prenorm,
-            dropout=self.dropout, pool=self.pool, adaptive_cutoffs=self.adaptive_softmax_cutoffs,
-            adaptive_div_value=self.adaptive_softmax_div_value)
+        backbone = dict(kind=self.kind, n_classes=self.n_classes, d_model=self.d_model, n_layers=self.n_layers,
+                        d_input=self.d_input, vocab_size=self.vocab_size, norm=self.norm, prenorm=self.prenorm,
+                        dropout=self.dropout, pool=self.pool, adaptive_cutoffs=self.adaptive_softmax_cutoffs,
+                        adaptive_div_value=self.adaptive_softmax_div_value)
+        if spec.model_class is not None:
+            model = spec.model_class(dict(self.block), bidirectional=self.bidirectional, **backbone)
+        else:
+            ssm = {k: getattr(self, k) for k in SSM_KEYS}
+            model = SequenceModel(lambda d: spec.make_block(d, self.dropout, ssm, dict(self.block)), **backbone)
         model.config = self
         return model
 

@@ -23,7 +23,10 @@ SSM_KEYS = ("d_state", "dt_min", "dt_max", "init", "bidirectional")
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """``make_block(d_model, dropout, ssm_options, block_options)`` builds one block.
+    """``make_block(d_model, dropout, ssm_options, block_options)`` builds one block of the
+    :class:`~spikessm.models.backbone.SequenceModel` stack. A model that is not such a stack (the
+    Transformer, the recurrent SNN) gives ``model_class`` instead: a SequenceModel subclass built as
+    ``model_class(block_options, bidirectional=..., **backbone_options)``.
 
     ``options``: the block's own settings with their defaults; ``choices``: for those that take a
     name, the valid names (checked when a config is built, before any data is read).
@@ -31,7 +34,8 @@ class ModelSpec:
 
     name: str
     description: str
-    make_block: Callable[..., nn.Module]
+    make_block: Callable[..., nn.Module] | None = None
     options: dict[str, Any] = field(default_factory=dict)
     spiking: bool = False
     choices: dict[str, tuple] = field(default_factory=dict)
+    model_class: type | None = None

@@ -8,6 +8,7 @@ from spikessm.blocks.binary import SPIKES, BinaryS4DBlock
 from spikessm.blocks.gsu import GSUBlock
 from spikessm.blocks.s4d import S4DBlock
 from spikessm.blocks.spiking import SpikingS4DBlock
+from spikessm.models import rsnn, transformer
 from spikessm.models.spec import ModelSpec
 from spikessm.neurons.lif import LIF_BACKENDS
 from spikessm.neurons.step import RESETS
@@ -43,4 +44,10 @@ SPECS = (
               choices=dict(LIF_CHOICES)),
     ModelSpec("spikingssm-sdn", "SpikingSSM trained as the paper does, with the learned Surrogate Dynamic Network",
               _spiking_block, options={**LIF_OPTIONS, "backend": "sdn"}, spiking=True, choices=dict(LIF_CHOICES)),
+    ModelSpec("transformer", "Transformer baseline of LRA: torch.nn encoder layers, sinusoidal or learned positions "
+              "(Tay et al. 2021)", options=dict(transformer.OPTIONS), choices=dict(transformer.CHOICES),
+              model_class=transformer.TransformerModel),
+    ModelSpec("rsnn", "Recurrent SNN: adaptive LIF neurons with recurrent weights, BPTT (Bellec et al. 2018, "
+              "Yin et al. 2021)", options=dict(rsnn.OPTIONS), spiking=True, choices=dict(rsnn.CHOICES),
+              model_class=rsnn.RecurrentSNN),
 )
