@@ -128,8 +128,9 @@ def test_alif_layer_follows_its_equations():
 
 
 @pytest.mark.parametrize("pool", ["mean", "last"])
-def test_rsnn_step_by_step_equals_unrolled(pool):
-    model = rsnn(theta0=0.02)
+@pytest.mark.parametrize("tau_out", [0.0, 10.0])  # spike-count and membrane readout
+def test_rsnn_step_by_step_equals_unrolled(pool, tau_out):
+    model = rsnn(theta0=0.02, tau_out=tau_out)
     model.pool = pool
     model.eval()
     x = torch.rand(3, 25, 2)
@@ -183,6 +184,16 @@ def test_recurrent_ac_count_on_a_hand_computed_network():
     # the ANN equivalent: both maps dense, 3 steps x 2 x 2 each (layer 0's input map is the encoder row)
     assert rows["blocks.0"]["ann_energy_j"] > rows["blocks.0"]["energy_j"]
     assert rows["encoder"]["mac"] == 3 * 1 * 2
+
+
+def test_membrane_readout_is_a_leaky_integrator_of_the_spikes():
+    model = rsnn(tau_out=4.0)
+    spikes = (torch.rand(2, 9, 8) < 0.3).float()
+    kappa, r = math.exp(-1 / 4), torch.zeros(2, 8)
+    for t in range(9):
+        r = kappa * r + (1 - kappa) * spikes[:, t]
+    assert torch.allclose(model.readout(spikes)[:, -1], r)
+    assert torch.equal(rsnn(tau_out=0.0).readout(spikes), spikes)
 
 
 def test_rsnn_is_causal_only():

@@ -12,14 +12,18 @@ Per neuron and time step t:
     u_t = v_t - theta_t s_t                     soft reset: subtract the threshold
     a_t = rho a_{t-1} + (1 - rho) s_t           adaptation, rho = exp(-1 / tau_adp)
 
-tau_m and tau_adp are learned per neuron (as ln tau). The readout is by spike count: the last layer's
-spikes are pooled over time (``pool: mean``, the spike count divided by L) and mapped to the classes by
-the shared linear decoder, so a class's score is a non-leaky integrator of the output spikes. Training
-is backpropagation through time over the unrolled loop.
+tau_m and tau_adp are learned per neuron (as ln tau). Readout by membrane: the last layer's spikes
+drive leaky integrators r_t = kappa r_{t-1} + (1 - kappa) s_t (kappa = exp(-1 / tau_out)), and the shared
+linear decoder of r is then the membrane of leaky-integrator readout neurons (Bellec et al. 2018), read
+at the last valid step (``pool: last``) or averaged over time (``pool: mean``). ``tau_out = 0`` reads the
+spike count instead (the decoder of the mean spikes: non-leaky integrators). Training is
+backpropagation through time over the unrolled loop.
 """
 from __future__ import annotations
 
 from typing import Any
+
+import math
 
 import torch
 from torch import nn
@@ -28,7 +32,7 @@ from spikessm.errors import UserError, check_choice
 from spikessm.models.backbone import SequenceModel
 from spikessm.neurons.surrogates import SURROGATES, spike
 
-OPTIONS = {"tau_m": 20.0, "tau_adp": 200.0, "theta0": 0.1, "beta": 1.8, "surrogate": "triangle"}
+OPTIONS = {"tau_m": 20.0, "tau_adp": 200.0, "theta0": 0.1, "beta": 1.8, "surrogate": "triangle", "tau_out": 10.0}
 CHOICES = {"surrogate": SURROGATES}
 
 
@@ -95,7 +99,7 @@ class RecurrentSNN(SequenceModel):
     decoders. Layer 0's input weights are the encoder; layer l > 0 receives layer l-1's spikes.
 
     ``block_options``: ``tau_m``, ``tau_adp`` (initial time constants in steps), ``theta0``, ``beta``,
-    ``surrogate``. Always causal (``bidirectional`` must be false); ``norm``, ``prenorm`` and the S4D
+    ``surrogate``, ``tau_out`` (the readout neurons' time constant; 0: spike-count readout). Always causal (``bidirectional`` must be false); ``norm``, ``prenorm`` and the S4D
     options do not apply (no residual stream). ``dropout`` drops spikes between layers.
     """
 
@@ -103,6 +107,9 @@ class RecurrentSNN(SequenceModel):
         if bidirectional:
             raise UserError("model rsnn is recurrent, hence causal: set model.bidirectional=false")
         own = {**OPTIONS, **block_options}
+        tau_out = own.pop("tau_out")
+        if not (isinstance(tau_out, (int, float)) and tau_out >= 0):
+            raise UserError(f"model.tau_out must be a number >= 0 (0: spike-count readout); got {tau_out!r}")
         backbone["norm"] = "none"
         first = iter([True])  # only the first layer takes its current from the encoder
 
@@ -110,21 +117,36 @@ class RecurrentSNN(SequenceModel):
             return AdaptiveLIFLayer(d, None if next(first, False) else d, **own)
 
         super().__init__(layer, **backbone)
+        # kappa: the readout neurons' leak (0: they integrate without leak, i.e. count spikes)
+        self.kappa = math.exp(-1 / tau_out) if tau_out > 0 else 0.0
+
+    def readout(self, spikes: torch.Tensor) -> torch.Tensor:
+        """The last layer's spikes ``(B, L, H)`` -> what the decoder reads ``(B, L, H)``: the spikes
+        (spike-count readout), or with ``tau_out`` > 0 the traces r_t = kappa r_{t-1} + (1 - kappa) s_t,
+        so that ``decoder(r_t)`` is the membrane of leaky-integrator readout neurons (Bellec et al. 2018)."""
+        if not self.kappa:
+            return spikes
+        r, traces = torch.zeros_like(spikes[:, 0]), []
+        for t in range(spikes.shape[1]):
+            r = self.kappa * r + (1 - self.kappa) * spikes[:, t]
+            traces.append(r)
+        return torch.stack(traces, dim=1)
 
     def features(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
-        """``(B, L, d_input)`` or ids ``(B, L)`` -> the last layer's spikes ``(B, H, L)``."""
+        """``(B, L, d_input)`` or ids ``(B, L)`` -> the last layer's spikes (or readout traces) ``(B, H, L)``."""
         h = self.encoder(x)
         for i, layer in enumerate(self.blocks):
             if i:
                 h = layer.input(self.dropout(h))
             h = layer(h)
-        return h.transpose(1, 2)
+        return self.readout(h).transpose(1, 2)
 
     def stack_operations(self, L: int, rates: dict[str, float]) -> list[dict]:
         """Per layer and sequence: every spike of layer l is delivered to its H recurrent synapses and
         to the next layer's H input synapses, one AC each (event-driven hardware delivers every spike,
         the last step's too); the neuron updates are MACs (``macs_per_step``). The ANN equivalent
-        prices both maps as dense MACs. The encoder (layer 0's input, on real input) is its own row."""
+        prices both maps as dense MACs. The encoder (layer 0's input, on real input) is its own row; the
+        readout traces (``tau_out`` > 0) are one MAC per channel and step, in the last layer's row."""
         ops, below = [], None
         for i, layer in enumerate(self.blocks):
             H = layer.d_model
@@ -132,6 +154,8 @@ class RecurrentSNN(SequenceModel):
             neuron = L * H * layer.macs_per_step
             dense = L * H * H * (2 if i else 1)  # recurrent, and the input map from the layer below
             ac = L * H * H * ((rate or 0.0) + ((below or 0.0) if i else 0.0))
+            if i == len(self.blocks) - 1 and self.kappa:
+                neuron += L * H  # the readout traces: one MAC per channel and step
             ops.append({"layer": f"blocks.{i}", "mac": neuron, "ac": ac, "ann_mac": neuron + dense, "rate": rate,
                         "mixing": (0.0, ac, dense)})
             below = rate
@@ -143,8 +167,9 @@ class RecurrentSNN(SequenceModel):
         if self.kind == "retrieval":
             raise UserError("streaming is for classification and language modelling, not retrieval")
         like = self.encoder.weight
-        return {"blocks": [layer.initial_state(batch, like) for layer in self.blocks],
-                "sum": torch.zeros(batch, self.d_model, dtype=like.dtype, device=like.device), "steps": 0}
+        zeros = torch.zeros(batch, self.d_model, dtype=like.dtype, device=like.device)
+        return {"blocks": [layer.initial_state(batch, like) for layer in self.blocks], "trace": zeros,
+                "sum": zeros, "steps": 0}
 
     @torch.no_grad()
     def step(self, x_t: torch.Tensor, state: dict):
@@ -153,8 +178,10 @@ class RecurrentSNN(SequenceModel):
         for i, (layer, s) in enumerate(zip(self.blocks, state["blocks"])):
             h, s = layer.step(layer.input(h) if i else h, s)
             states.append(s)
+        if self.kappa:
+            h = self.kappa * state["trace"] + (1 - self.kappa) * h
         steps, total = state["steps"] + 1, state["sum"] + h
-        state = {"blocks": states, "sum": total, "steps": steps}
+        state = {"blocks": states, "trace": h, "sum": total, "steps": steps}
         if self.kind == "lm":
             return self.scores(h), state
         return self.decoder(h if self.pool == "last" else total / steps), state
