@@ -199,3 +199,30 @@ def test_membrane_readout_is_a_leaky_integrator_of_the_spikes():
 def test_rsnn_is_causal_only():
     with pytest.raises(UserError, match="recurrent, hence causal"):
         ModelConfig(name="rsnn", bidirectional=True).build()
+
+
+# ---- through the command line
+
+
+@pytest.mark.parametrize("model, task, sets", [
+    ("transformer", "sdigits", ["model.n_heads=2"]),
+    ("rsnn", "sdigits", ["model.pool=last"]),
+    ("transformer", "chars", ["model.n_heads=2", "data.seq_len=32", "data.train_samples=8", "data.eval_samples=2"]),
+])
+def test_baselines_train_and_stream_from_the_command_line(model, task, sets, tmp_path, capsys):
+    from spikessm.cli import main
+
+    if task == "chars":
+        corpus = tmp_path / "text.txt"
+        corpus.write_text("to be or not to be, that is the question. " * 40)
+        sets = [*sets, f"data.path={corpus}"]
+    out = tmp_path / "run"
+    sets = ["model.d_model=8", "model.n_layers=1", *sets]
+    assert main(["train", "--model", model, "--task", task, "--epochs", "1", "--out", str(out), "--quiet",
+                 *[a for s in sets for a in ("--set", s)]]) == 0
+    capsys.readouterr()
+    assert main(["stream", str(out / "best.pt"), "--count", "1"]) == 0
+    printed = capsys.readouterr().out
+    assert "per-step latency" in printed
+    assert ("100.00% of steps agree with the parallel pass" if task == "chars" else
+            "(matches the parallel pass") in printed, printed
