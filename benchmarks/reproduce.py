@@ -53,18 +53,30 @@ def cell(values: list[float], fmt: str = "{:.1f}", scale: float = 100.0) -> str:
     return f"{fmt.format(statistics.mean(values))} ± {fmt.format(statistics.stdev(values))}"
 
 
+def metric(run: dict) -> tuple[str, float, str, float]:
+    """(name, value, format, scale) of a run's headline number: test accuracy %, or for language
+    models bits per character (character level) or perplexity."""
+    if "test_bpc" in run:
+        return "test bits per character", run["test_bpc"], "{:.3f}", 1.0
+    if "test_ppl" in run:
+        return "test perplexity", run["test_ppl"], "{:.1f}", 1.0
+    return "test accuracy %", run["test_accuracy"], "{:.1f}", 100.0
+
+
 def table(results: dict, tasks: list[str], models: list[str]) -> str:
     lines = ["| model | " + " | ".join(tasks) + " |", "|---|" + "---|" * len(tasks)]
     for model in models:
         cells = []
         for task in tasks:
             runs = results[task][model]
-            acc = cell([r["test_accuracy"] for r in runs])
+            _, _, fmt, scale = metric(runs[0])
+            head = cell([metric(r)[1] for r in runs], fmt, scale)
             rate = [r["firing_rate"] for r in runs if r["firing_rate"] is not None]
             energy = [r["energy"]["energy_j"] / r["energy"]["ann_energy_j"] for r in runs]
             mixing = [r["energy"]["mixing_energy_j"] / r["energy"]["mixing_ann_energy_j"] for r in runs]
             extra = f"fr {cell(rate, '{:.1f}')}%, " if rate else ""
-            cells.append(f"{acc} ({extra}E {cell(energy, '{:.0f}')}%, E_mix {cell(mixing, '{:.0f}')}%)")
+            size = f", {runs[0]['params'] / 1000:.0f}k params, {statistics.mean(r['train_seconds'] for r in runs):.0f} s"
+            cells.append(f"{head} ({extra}E {cell(energy, '{:.0f}')}%, E_mix {cell(mixing, '{:.0f}')}%{size})")
         lines.append(f"| {model} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -110,12 +122,16 @@ def main() -> int:
                         *(["--preset", args.preset] if args.preset else []),
                         *[f"--set {s}" for s in args.set], *[f"--model-set {s}" for s in args.model_set],
                         "--section", args.section])
-    body = (f"Command: `{command}` ({time.strftime('%Y-%m-%d')}, {len(args.seeds)} seeds, "
-            f"{time.time() - start:.0f} s for the runs not already on disk)\n\n"
-            "Cells: test accuracy % (mean ± std over seeds), then the mean firing rate of the "
+    runs = [r for by_model in results.values() for seeds in by_model.values() for r in seeds]
+    trained = sum(r["train_seconds"] for r in runs)
+    headline = metric(runs[0])[0]
+    body = (f"Command: `{command}` ({time.strftime('%Y-%m-%d')}, {len(args.seeds)} seeds; the {len(runs)} runs "
+            f"trained for {trained:.0f} s in all; this call ran for {time.time() - start:.0f} s)\n\n"
+            f"Cells: {headline} (mean ± std over seeds), then the mean firing rate of the "
             "spiking layers (fr), the energy of the whole model relative to the same model priced "
             "as an ANN (E), and the same ratio for the feature-mixing layers alone (E_mix, the part "
-            "SpikingSSMs counts).\n\n"
+            "SpikingSSMs counts), the parameters and the mean training seconds of a run (one thread each, "
+            "on a machine shared with the other runs).\n\n"
             + table(results, args.tasks, args.models))
     write_section(args.out, args.section, body)
     print(body)

@@ -259,9 +259,12 @@ class SequenceModel(nn.Module):
             out, s = block.step(self.norms[i](x) if self.prenorm else x, s, d)
             x = self._residual(x, i, out)
             states.append(s)
-        steps = state["steps"] + 1
-        total = state["sum"] + x
-        state = {**state, "blocks": states, "sum": total, "steps": steps}
+        return self._emit(x, {**state, "blocks": states})
+
+    def _emit(self, h: torch.Tensor, state: dict):
+        """The output of a step whose features are ``h`` ``(B, H)``, and ``state`` with the running sum
+        of the features (for mean pooling) advanced by it."""
+        state = {**state, "sum": state["sum"] + h, "steps": state["steps"] + 1}
         if self.kind == "lm":
-            return self.scores(x), state
-        return self.decoder(x if self.pool == "last" else total / steps), state
+            return self.scores(h), state
+        return self.decoder(h if self.pool == "last" else state["sum"] / state["steps"]), state

@@ -180,8 +180,4 @@ class RecurrentSNN(SequenceModel):
             states.append(s)
         if self.kappa:
             h = self.kappa * state["trace"] + (1 - self.kappa) * h
-        steps, total = state["steps"] + 1, state["sum"] + h
-        state = {"blocks": states, "trace": h, "sum": total, "steps": steps}
-        if self.kind == "lm":
-            return self.scores(h), state
-        return self.decoder(h if self.pool == "last" else total / steps), state
+        return self._emit(h, {**state, "blocks": states, "trace": h})
