@@ -24,6 +24,7 @@ import sys
 import time
 from pathlib import Path
 
+from spikessm.models import all_models
 from spikessm.train.evaluation import evaluate_checkpoint
 
 MODELS = ["s4d", "binary-s4d", "binary-s4d-gsu", "s4d-gsu", "spikingssm", "transformer", "rsnn"]
@@ -73,10 +74,13 @@ def table(results: dict, tasks: list[str], models: list[str]) -> str:
             head = cell([metric(r)[1] for r in runs], fmt, scale)
             rate = [r["firing_rate"] for r in runs if r["firing_rate"] is not None]
             energy = [r["energy"]["energy_j"] / r["energy"]["ann_energy_j"] for r in runs]
-            mixing = [r["energy"]["mixing_energy_j"] / r["energy"]["mixing_ann_energy_j"] for r in runs]
+            # a model without a feature-mixing layer (the transformer) has no E_mix
+            mixing = [r["energy"]["mixing_energy_j"] / r["energy"]["mixing_ann_energy_j"] for r in runs
+                      if r["energy"]["mixing_ann_energy_j"]]
             extra = f"fr {cell(rate, '{:.1f}')}%, " if rate else ""
             size = f", {runs[0]['params'] / 1000:.0f}k params, {statistics.mean(r['train_seconds'] for r in runs):.0f} s"
-            cells.append(f"{head} ({extra}E {cell(energy, '{:.0f}')}%, E_mix {cell(mixing, '{:.0f}')}%{size})")
+            mix = f", E_mix {cell(mixing, '{:.0f}')}%" if mixing else ""
+            cells.append(f"{head} ({extra}E {cell(energy, '{:.0f}')}%{mix}{size})")
         lines.append(f"| {model} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -109,11 +113,11 @@ def main() -> int:
     args = parser.parse_args()
     extra = (["--preset", args.preset] if args.preset else []) + [a for s in args.set for a in ("--set", s)]
     start = time.time()
-    own = {m: [] for m in args.models}
+    own = {m: [] for m in all_models()}  # a setting for a model not in --models is simply not used
     for item in args.model_set:
         model, _, setting = item.partition(":")
         if model not in own or "=" not in setting:
-            parser.error(f"--model-set {item!r}: expected MODEL:KEY=VALUE with MODEL one of {', '.join(args.models)}")
+            parser.error(f"--model-set {item!r}: expected MODEL:KEY=VALUE with MODEL one of {', '.join(own)}")
         own[model] += ["--set", setting]
     results = {t: {m: [run(t, m, s, args.epochs, extra + own[m], args.runs) for s in args.seeds] for m in args.models}
                for t in args.tasks}
