@@ -1,5 +1,6 @@
 """The two baselines: the Transformer (causal mask, padding, streaming by recomputation) and the
 recurrent SNN (its equations by hand, step by step = unrolled, its synaptic operation count)."""
+import json
 import math
 
 import pytest
@@ -208,6 +209,7 @@ def test_rsnn_is_causal_only():
     ("transformer", "sdigits", ["model.n_heads=2"]),
     ("rsnn", "sdigits", ["model.pool=last"]),
     ("transformer", "chars", ["model.n_heads=2", "data.seq_len=32", "data.train_samples=8", "data.eval_samples=2"]),
+    ("transformer", "retrieval", ["model.n_heads=2", "model.bidirectional=true"]),
 ])
 def test_baselines_train_and_stream_from_the_command_line(model, task, sets, tmp_path, capsys):
     from spikessm.cli import main
@@ -216,11 +218,19 @@ def test_baselines_train_and_stream_from_the_command_line(model, task, sets, tmp
         corpus = tmp_path / "text.txt"
         corpus.write_text("to be or not to be, that is the question. " * 40)
         sets = [*sets, f"data.path={corpus}"]
+    if task == "retrieval":
+        from test_data_lra import write_aan
+
+        write_aan(tmp_path / "tsv_data")
+        sets = [*sets, f"data.dir={tmp_path}"]
     out = tmp_path / "run"
     sets = ["model.d_model=8", "model.n_layers=1", *sets]
     assert main(["train", "--model", model, "--task", task, "--epochs", "1", "--out", str(out), "--quiet",
                  *[a for s in sets for a in ("--set", s)]]) == 0
     capsys.readouterr()
+    if task == "retrieval":  # two documents at once: nothing to stream
+        assert json.loads((out / "summary.json").read_text())["energy"]["mac"] > 0
+        return
     assert main(["stream", str(out / "best.pt"), "--count", "1"]) == 0
     printed = capsys.readouterr().out
     assert "per-step latency" in printed
