@@ -235,9 +235,12 @@ class SequenceModel(nn.Module):
 
     # ---- streaming: one time step at a time, as neuromorphic hardware would run it ----
 
-    def initial_state(self, batch: int) -> dict:
+    def _require_streamable(self) -> None:
         if self.kind == "retrieval":
             raise UserError("streaming is for classification and language modelling, not retrieval")
+
+    def initial_state(self, batch: int) -> dict:
+        self._require_streamable()
         like = self.encoder.weight  # dtype and device of the model
         return {"blocks": [b.initial_state(batch, like) for b in self.blocks],
                 # the discretised SSM parameters, computed once for the whole stream

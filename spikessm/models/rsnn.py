@@ -164,8 +164,7 @@ class RecurrentSNN(SequenceModel):
     # ---- streaming
 
     def initial_state(self, batch: int) -> dict:
-        if self.kind == "retrieval":
-            raise UserError("streaming is for classification and language modelling, not retrieval")
+        self._require_streamable()
         like = self.encoder.weight
         zeros = torch.zeros(batch, self.d_model, dtype=like.dtype, device=like.device)
         return {"blocks": [layer.initial_state(batch, like) for layer in self.blocks], "trace": zeros,

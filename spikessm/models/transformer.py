@@ -110,8 +110,7 @@ class TransformerModel(SequenceModel):
     # ---- streaming by recomputation
 
     def initial_state(self, batch: int) -> dict:
-        if self.kind == "retrieval":
-            raise UserError("streaming is for classification and language modelling, not retrieval")
+        self._require_streamable()
         return {"prefix": None, "steps": 0}
 
     @torch.no_grad()
